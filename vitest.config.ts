@@ -1,0 +1,22 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+const src = (pkg: string): string =>
+  fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
+
+export default defineConfig({
+  resolve: {
+    // Tests run against the sources; child processes spawned by tests use the build.
+    alias: {
+      '@velosync/core': src('core'),
+      '@velosync/client': src('client'),
+      '@velosync/testkit': src('testkit'),
+    },
+  },
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
+    reporters: ['default', './scripts/summary-reporter.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+  },
+})
