@@ -1,0 +1,59 @@
+/**
+ * Machine-readable error codes. They are stable: applications, the wire protocol and
+ * tests match on them, never on messages.
+ *
+ * @public
+ */
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'already_exists'
+  | 'busy'
+  | 'closed'
+  | 'storage_failure'
+  | 'internal'
+
+/**
+ * The one error class VeloSync throws on purpose.
+ *
+ * @remarks
+ * Match with {@link isVeloSyncError} and a code rather than `instanceof`: errors cross
+ * worker, process and package-copy boundaries, where class identity is lost.
+ *
+ * @public
+ */
+export class VeloSyncError extends Error {
+  override name = 'VeloSyncError'
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}
+
+/**
+ * True when `error` is a {@link VeloSyncError} (by name and shape), optionally with `code`.
+ *
+ * @public
+ */
+export function isVeloSyncError(
+  error: unknown,
+  code?: ErrorCode,
+): error is VeloSyncError {
+  if (typeof error !== 'object' || error === null) return false
+  const candidate = error as { name?: unknown; code?: unknown }
+  if (
+    candidate.name !== 'VeloSyncError' ||
+    typeof candidate.code !== 'string'
+  ) {
+    return false
+  }
+  return code === undefined || candidate.code === code
+}
+
+/** Shorthand for the most common failure: a caller passed something we cannot accept. */
+export function invalidArgument(message: string): VeloSyncError {
+  return new VeloSyncError('invalid_argument', message)
+}

@@ -1,0 +1,127 @@
+import { invalidArgument } from '../errors.js'
+import { describe } from './ids.js'
+
+/** A JSON value as stored in metadata. */
+export type JsonValue =
+  null | boolean | number | string | readonly JsonValue[] | JsonObject
+/** A JSON object: what document metadata is. */
+export interface JsonObject {
+  readonly [key: string]: JsonValue
+}
+
+/** Largest accepted metadata, as canonical JSON in UTF-16 code units (≈ bytes for ASCII). */
+export const MAX_METADATA_LENGTH = 64 * 1024
+/** Deepest accepted nesting of objects and arrays. */
+export const MAX_METADATA_DEPTH = 32
+
+/**
+ * Validates metadata and returns its canonical JSON: no whitespace, and in every object
+ * the integer-like keys in ascending numeric order followed by the other keys sorted by
+ * UTF-16 code unit (JavaScript's own property order, made independent of insertion order).
+ * Equal objects always give the same text, so the text can be hashed and compared across
+ * replicas.
+ *
+ * @throws `invalid_argument` for a non-object, a non-plain object anywhere (Date, Map,
+ *   class instance), `undefined`, functions, symbols, bigints, non-finite numbers, cycles,
+ *   sparse arrays, nesting deeper than {@link MAX_METADATA_DEPTH}, or text longer than
+ *   {@link MAX_METADATA_LENGTH}.
+ */
+export function canonicalMetadataJson(
+  metadata: unknown,
+  what = 'metadata',
+): string {
+  if (!isPlainObject(metadata)) {
+    throw invalidArgument(
+      `${what} must be a plain JSON object, got ${describe(metadata)}`,
+    )
+  }
+  // Validate first; most metadata already has its keys in order (or one key per object),
+  // and then JSON.stringify's output is canonical and ~4x faster than writing it by hand.
+  const sorted = checkJson(metadata, what, 0)
+  const text = JSON.stringify(sorted ? metadata : sortedCopy(metadata))
+  if (text.length > MAX_METADATA_LENGTH) {
+    throw invalidArgument(
+      `${what} is ${text.length} characters as JSON; the limit is ${MAX_METADATA_LENGTH}`,
+    )
+  }
+  return text
+}
+
+/**
+ * Throws unless `value` is representable as JSON without loss.
+ *
+ * @returns whether every object's keys are already in sorted order.
+ */
+function checkJson(value: unknown, path: string, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true
+    case 'number':
+      if (!Number.isFinite(value)) {
+        throw invalidArgument(
+          `${path} is ${value}; JSON has no non-finite numbers`,
+        )
+      }
+      return true
+    case 'object': {
+      if (value === null) return true
+      // The depth bound also stops cycles, without tracking ancestors on every write.
+      if (depth >= MAX_METADATA_DEPTH) {
+        throw invalidArgument(
+          `${path} nests deeper than ${MAX_METADATA_DEPTH} levels (or refers to itself)`,
+        )
+      }
+      let sorted = true
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          // JSON.stringify turns holes into null; reject them like undefined.
+          if (!(i in value))
+            throw invalidArgument(`${path}[${i}] is a hole in a sparse array`)
+          if (!checkJson(value[i], `${path}[${i}]`, depth + 1)) sorted = false
+        }
+      } else if (isPlainObject(value)) {
+        let previous: string | undefined
+        for (const key in value) {
+          if (!Object.hasOwn(value, key)) continue
+          if (previous !== undefined && key < previous) sorted = false
+          previous = key
+          if (!checkJson(value[key], `${path}.${key}`, depth + 1))
+            sorted = false
+        }
+      } else {
+        throw invalidArgument(
+          `${path} is a ${value.constructor.name}; only plain objects are JSON`,
+        )
+      }
+      return sorted
+    }
+    default:
+      throw invalidArgument(
+        `${path} is ${typeof value}, which JSON cannot represent`,
+      )
+  }
+}
+
+/** A deep copy with every object's keys inserted in sorted order (already validated). */
+function sortedCopy(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value
+  if (Array.isArray(value)) return value.map(sortedCopy)
+  const source = value as Record<string, unknown>
+  // fromEntries defines own properties, so a "__proto__" key stays data, not a prototype.
+  return Object.fromEntries(
+    Object.keys(source)
+      .sort()
+      .map((key) => [key, sortedCopy(source[key])]),
+  )
+}
+
+/** True for `{}`-style objects (prototype `Object.prototype` or `null`). */
+export function isPlainObject(
+  value: unknown,
+): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return false
+  const proto = Object.getPrototypeOf(value) as unknown
+  return proto === Object.prototype || proto === null
+}
