@@ -1,0 +1,115 @@
+/**
+ * VeloSync core: the document model, version vectors, the hybrid logical clock, the
+ * canonical encoding and digests, the replication-log rules, metadata filters and the
+ * exact vector index. It imports nothing from Node, so it can run in a browser.
+ *
+ * @example
+ * ```ts
+ * import { compareVersionVectors, mergeVersionVectors } from '@velosync/core'
+ *
+ * compareVersionVectors({ a: 2 }, { a: 1, b: 1 }) // 'concurrent'
+ * mergeVersionVectors({ a: 2 }, { a: 1, b: 1 })   // { a: 2, b: 1 }
+ * ```
+ *
+ * @packageDocumentation
+ */
+export {
+  VeloSyncError,
+  isVeloSyncError,
+  invalidArgument,
+  type ErrorCode,
+} from './errors.js'
+export {
+  MAX_DOCUMENT_ID_LENGTH,
+  assertCollectionName,
+  assertDeviceId,
+  assertDocumentId,
+  describe,
+  replicaIdOf,
+  type ReplicaId,
+} from './model/ids.js'
+export {
+  MAX_DIMS,
+  METRICS,
+  VECTOR_DTYPES,
+  normalizeCollectionSchema,
+  type CollectionSchema,
+  type CollectionSchemaInput,
+  type Metric,
+  type VectorDType,
+} from './model/collection.js'
+export {
+  normalizedFloat32,
+  toStoredVector,
+  vectorFromBytes,
+  vectorToBytes,
+  type StoredVector,
+  type VectorInput,
+} from './model/vector.js'
+export {
+  MAX_METADATA_DEPTH,
+  MAX_METADATA_LENGTH,
+  canonicalMetadataJson,
+  isPlainObject,
+  type JsonObject,
+  type JsonValue,
+} from './model/metadata.js'
+export {
+  EMPTY_VERSION_VECTOR,
+  compareVersionVectors,
+  counterOf,
+  incrementVersionVector,
+  mergeVersionVectors,
+  parseVersionVector,
+  versionVectorEntries,
+  versionVectorToJson,
+  type CausalOrder,
+  type VersionVector,
+} from './model/version-vector.js'
+export {
+  DEFAULT_MAX_FORWARD_DRIFT_MS,
+  HLC_MAX_COUNTER,
+  HybridLogicalClock,
+  assertHlc,
+  compareHlc,
+  type HlcTimestamp,
+  type HybridLogicalClockOptions,
+} from './model/hlc.js'
+export {
+  DOCUMENT_ENCODING_VERSION,
+  encodeDocumentVersion,
+  hashDocumentVersion,
+  type DocumentVersion,
+  type Sha256,
+} from './model/document-version.js'
+export {
+  CollectionDigest,
+  EMPTY_COLLECTION_DIGEST,
+} from './model/collection-digest.js'
+export {
+  planCompaction,
+  type CompactableEntry,
+  type CompactionPlan,
+  type LogOp,
+} from './log/compaction.js'
+export {
+  MAX_FILTER_LIST,
+  compileFilter,
+  type FieldOperators,
+  type FilterScalar,
+  type MetadataFilter,
+  type MetadataPredicate,
+} from './query/filter.js'
+export {
+  ExactVectorIndex,
+  type ExactVectorIndexOptions,
+  type SearchHit,
+} from './vector/exact-vector-index.js'
+export {
+  VectorMatrix,
+  isWasmSimdSupported,
+  type KernelBackend,
+  type ScoreKind,
+  type VectorMatrixOptions,
+} from './vector/vector-matrix.js'
+export { topK } from './vector/top-k.js'
