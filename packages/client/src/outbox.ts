@@ -1,0 +1,305 @@
+import {
+  VeloSyncError,
+  describe,
+  invalidArgument,
+  planCompaction,
+  type DocumentVersion,
+  type HlcTimestamp,
+  type LogOp,
+  type VersionVector,
+} from '@velosync/core'
+import type { Database } from 'better-sqlite3'
+import {
+  DOCUMENT_COLUMNS,
+  rowToVersion,
+  type DocumentRow,
+} from './document-row.js'
+import type { CollectionState } from './local-store.js'
+
+/** One replication-log entry (without its body). */
+export interface OutboxEntry {
+  readonly lsn: number
+  readonly collection: string
+  readonly docId: string
+  readonly op: LogOp
+  /** Whether the document existed locally before this write (see `CompactableEntry`). */
+  readonly priorExists: boolean
+  readonly versionVector: VersionVector
+  readonly hlc: HlcTimestamp
+}
+
+/** One operation of a push batch: a log entry with the document version it produced. */
+export interface OutboxOp {
+  readonly lsn: number
+  readonly collection: string
+  readonly op: LogOp
+  readonly version: DocumentVersion
+}
+
+/** Entries taken for one push. Bodies are snapshots: later local writes do not change them. */
+export interface OutboxBatch {
+  readonly id: number
+  readonly ops: readonly OutboxOp[]
+  readonly firstLsn: number
+  readonly lastLsn: number
+}
+
+/** What {@link Outbox.compact} did. */
+export interface CompactionResult {
+  /** Entries removed from the log. */
+  readonly removed: number
+  /** Never-sent documents whose create-then-delete left nothing to send. */
+  readonly purged: number
+}
+
+/** Default and largest number of operations in one batch. */
+export const DEFAULT_BATCH_OPS = 1000
+export const MAX_BATCH_OPS = 100_000
+
+/** @internal What the outbox needs from its store. */
+export interface OutboxHost {
+  collectionById(collectionId: number): CollectionState
+  assertOpen(): void
+}
+
+interface EntryRow {
+  lsn: number
+  collection_id: number
+  doc_id: string
+  op: LogOp
+  prior_exists: number
+  version_vector: string
+  hlc_wall: number
+  hlc_counter: number
+}
+
+interface InFlight {
+  readonly batch: OutboxBatch
+  readonly lsns: ReadonlySet<number>
+  readonly collectionIds: ReadonlySet<number>
+}
+
+/**
+ * The replication log of a {@link LocalStore}: the entries a push sends, and the
+ * hooks a sync engine drives.
+ *
+ * @remarks
+ * A push goes: {@link takeBatch} (compacts, then hands out the oldest entries with their
+ * bodies), send, then {@link confirm} once the server has durably committed them, or
+ * {@link release} on failure. Entries leave the log only in `confirm`. Entries in the
+ * taken batch are never rewritten by compaction. At most one batch is in flight; after a
+ * restart none is (the in-flight mark lives in memory), so a push cut off by a crash is
+ * simply sent again, and the server's per-device LSN check makes that harmless.
+ */
+export class Outbox {
+  readonly #db: Database
+  readonly #host: OutboxHost
+  readonly #statements: ReturnType<typeof prepareStatements>
+  #inFlight: InFlight | undefined
+  #nextBatchId = 1
+
+  /** @internal */
+  constructor(db: Database, host: OutboxHost) {
+    this.#db = db
+    this.#host = host
+    this.#statements = prepareStatements(db)
+  }
+
+  /** Entries in the log, including any in the in-flight batch. */
+  get size(): number {
+    this.#host.assertOpen()
+    return (this.#statements.count.get() as { n: number }).n
+  }
+
+  /** The batch taken and not yet confirmed or released. */
+  get inFlight(): OutboxBatch | undefined {
+    return this.#inFlight?.batch
+  }
+
+  /** All entries, oldest first (for status displays and tests). */
+  entries(): OutboxEntry[] {
+    this.#host.assertOpen()
+    return (this.#statements.selectAll.all() as EntryRow[]).map((row) =>
+      this.#toEntry(row),
+    )
+  }
+
+  /**
+   * Compacts the entries no push has taken (see `planCompaction`): one entry per document,
+   * nothing for a never-sent document that was created and deleted. Idempotent.
+   */
+  compact(): CompactionResult {
+    this.#host.assertOpen()
+    const inFlight = this.#inFlight?.lsns
+    return this.#db
+      .transaction(() => {
+        const pending = (this.#statements.selectAll.all() as EntryRow[])
+          .filter((row) => !inFlight?.has(row.lsn))
+          .map((row) => ({
+            lsn: row.lsn,
+            collection: String(row.collection_id),
+            docId: row.doc_id,
+            op: row.op,
+            priorExists: row.prior_exists === 1,
+          }))
+        const plan = planCompaction(pending)
+        for (const lsn of plan.removeLsns) this.#statements.deleteEntry.run(lsn)
+        for (const lsn of plan.clearPriorExists)
+          this.#statements.clearPriorExists.run(lsn)
+        for (const { collection, docId } of plan.purgeDocuments) {
+          this.#statements.purgeTombstone.run(Number(collection), docId)
+        }
+        return {
+          removed: plan.removeLsns.length,
+          purged: plan.purgeDocuments.length,
+        }
+      })
+      .immediate()
+  }
+
+  /**
+   * Compacts, then takes the oldest `maxOps` entries with their document versions.
+   *
+   * @returns `undefined` when there is nothing to send.
+   * @throws `busy` while another batch is in flight.
+   */
+  takeBatch(
+    options: { readonly maxOps?: number } = {},
+  ): OutboxBatch | undefined {
+    this.#host.assertOpen()
+    const maxOps = options.maxOps ?? DEFAULT_BATCH_OPS
+    if (!Number.isSafeInteger(maxOps) || maxOps < 1 || maxOps > MAX_BATCH_OPS) {
+      throw invalidArgument(
+        `maxOps must be an integer in 1..${MAX_BATCH_OPS}, got ${describe(maxOps)}`,
+      )
+    }
+    if (this.#inFlight !== undefined) {
+      throw new VeloSyncError(
+        'busy',
+        `outbox batch ${this.#inFlight.batch.id} is still in flight; confirm or release it first`,
+      )
+    }
+    this.compact()
+    const rows = this.#statements.selectBatch.all(maxOps) as Array<
+      EntryRow & DocumentRow & { entry_version_vector: string }
+    >
+    if (rows.length === 0) return undefined
+    const ops = rows.map((row): OutboxOp => {
+      const state = this.#host.collectionById(row.collection_id)
+      // After compaction each document has one pending entry, its newest write, so the
+      // row must hold exactly the version that entry logged.
+      if (row.entry_version_vector !== row.version_vector) {
+        throw new VeloSyncError(
+          'internal',
+          `outbox entry ${row.lsn} for ${state.schema.name}/${row.doc_id} does not match the stored document`,
+        )
+      }
+      return {
+        lsn: row.lsn,
+        collection: state.schema.name,
+        op: row.op,
+        version: rowToVersion(state.schema, row.doc_id, row),
+      }
+    })
+    const batch: OutboxBatch = {
+      id: this.#nextBatchId++,
+      ops,
+      firstLsn: (ops[0] as OutboxOp).lsn,
+      lastLsn: (ops[ops.length - 1] as OutboxOp).lsn,
+    }
+    this.#inFlight = {
+      batch,
+      lsns: new Set(ops.map((op) => op.lsn)),
+      collectionIds: new Set(rows.map((row) => row.collection_id)),
+    }
+    return batch
+  }
+
+  /**
+   * The server durably committed the batch's entries up to `upToLsn` (default: all):
+   * removes them from the log. Entries after `upToLsn` return to the pending log.
+   *
+   * @returns the number of entries removed.
+   * @throws `invalid_argument` if `batch` is not the in-flight batch.
+   */
+  confirm(batch: OutboxBatch, upToLsn: number = batch.lastLsn): number {
+    this.#host.assertOpen()
+    const inFlight = this.#current(batch)
+    if (!Number.isSafeInteger(upToLsn)) {
+      throw invalidArgument(
+        `upToLsn must be an integer, got ${describe(upToLsn)}`,
+      )
+    }
+    const removed = this.#db
+      .transaction(() => {
+        let n = 0
+        for (const lsn of inFlight.lsns) {
+          if (lsn <= upToLsn) n += this.#statements.deleteEntry.run(lsn).changes
+        }
+        return n
+      })
+      .immediate()
+    this.#inFlight = undefined
+    return removed
+  }
+
+  /** The push failed: the batch's entries become pending again, unchanged. */
+  release(batch: OutboxBatch): void {
+    this.#current(batch)
+    this.#inFlight = undefined
+  }
+
+  /** @internal Whether the in-flight batch holds entries of a collection. */
+  inFlightTouches(collectionId: number): boolean {
+    return this.#inFlight?.collectionIds.has(collectionId) ?? false
+  }
+
+  #current(batch: OutboxBatch): InFlight {
+    if (this.#inFlight === undefined || this.#inFlight.batch !== batch) {
+      throw invalidArgument(
+        `batch ${describe(batch?.id)} is not the in-flight outbox batch`,
+      )
+    }
+    return this.#inFlight
+  }
+
+  #toEntry(row: EntryRow): OutboxEntry {
+    return {
+      lsn: row.lsn,
+      collection: this.#host.collectionById(row.collection_id).schema.name,
+      docId: row.doc_id,
+      op: row.op,
+      priorExists: row.prior_exists === 1,
+      versionVector: JSON.parse(row.version_vector) as VersionVector,
+      hlc: { wallMs: row.hlc_wall, counter: row.hlc_counter },
+    }
+  }
+}
+
+function prepareStatements(db: Database) {
+  return {
+    count: db.prepare('SELECT count(*) AS n FROM vs_outbox'),
+    selectAll: db.prepare(
+      `SELECT lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter
+       FROM vs_outbox ORDER BY lsn`,
+    ),
+    selectBatch: db.prepare(
+      `SELECT o.lsn, o.collection_id, o.doc_id, o.op, o.prior_exists,
+              o.version_vector AS entry_version_vector, ${DOCUMENT_COLUMNS.split(
+                ', ',
+              )
+                .map((column) => `d.${column}`)
+                .join(', ')}
+       FROM vs_outbox o
+       JOIN vs_documents d ON d.collection_id = o.collection_id AND d.id = o.doc_id
+       ORDER BY o.lsn LIMIT ?`,
+    ),
+    deleteEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
+    clearPriorExists: db.prepare(
+      'UPDATE vs_outbox SET prior_exists = 0 WHERE lsn = ?',
+    ),
+    purgeTombstone: db.prepare(
+      'DELETE FROM vs_documents WHERE collection_id = ? AND id = ? AND deleted = 1',
+    ),
+  }
+}
