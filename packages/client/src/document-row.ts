@@ -16,7 +16,7 @@ export interface DocumentRow {
   hlc_wall: number
   hlc_counter: number
   origin: string
-  hash: Buffer | null
+  hash: Uint8Array | null
 }
 
 /** The columns of {@link DocumentRow}, for SELECT lists. */

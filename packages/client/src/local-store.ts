@@ -13,7 +13,7 @@ import {
   canonicalMetadataJson,
   compileFilter,
   describe,
-  encodeDocumentVersion,
+  hashDocumentVersion,
   incrementVersionVector,
   invalidArgument,
   isVeloSyncError,
@@ -169,6 +169,9 @@ interface PreparedWrite {
   readonly metadataJson: string | null
   readonly metadata: JsonObject | null
 }
+
+/** The columns of a document row that a write needs: its vector clock and hash. */
+type PriorRow = Pick<DocumentRow, 'deleted' | 'version_vector' | 'hash'>
 
 type IndexChange =
   | {
@@ -624,11 +627,11 @@ export class LocalStore {
               skippedPending++
               continue
             }
-            const prior = this.#statements.selectDocument.get(
+            const prior = this.#statements.selectPrior.get(
               state.collectionId,
               version.id,
-            ) as DocumentRow | undefined
-            changes.push(this.#writeRow(state, version, prior, digest))
+            ) as PriorRow | undefined
+            changes.push(this.#writeRow(state, version, prior, digest).index)
           }
           this.#statements.updateDigest.run(digest.toHex(), state.collectionId)
         })
@@ -660,8 +663,10 @@ export class LocalStore {
         if (row.deleted === 1) continue
         live++
         const version = rowToVersion(state.schema, row.id, row)
-        const hash = nodeSha256(
-          encodeDocumentVersion(version, state.schema.dtype),
+        const hash = hashDocumentVersion(
+          version,
+          state.schema.dtype,
+          nodeSha256,
         )
         if (row.hash === null || !Buffer.from(hash).equals(row.hash)) {
           problems.push(
@@ -709,11 +714,9 @@ export class LocalStore {
     this.#run(() =>
       this.#db
         .transaction(() => {
+          const priors = this.#priorRows(state, writes)
           for (const write of writes) {
-            const prior = this.#statements.selectDocument.get(
-              state.collectionId,
-              write.id,
-            ) as DocumentRow | undefined
+            const prior = priors.get(write.id)
             if (
               write.op === 'delete' &&
               (prior === undefined || prior.deleted === 1)
@@ -739,16 +742,17 @@ export class LocalStore {
               origin: replica,
             }
             const versionVectorJson = versionVectorToJson(versionVector)
-            changes.push(
-              this.#writeRow(
-                state,
-                version,
-                prior,
-                digest,
-                versionVectorJson,
-                write.metadata,
-              ),
+            const change = this.#writeRow(
+              state,
+              version,
+              prior,
+              digest,
+              versionVectorJson,
+              write.metadata,
             )
+            changes.push(change.index)
+            // A later write of the same id in this batch must see this one.
+            priors.set(write.id, change.row)
             this.#statements.insertOutbox.run(
               lsn,
               state.collectionId,
@@ -783,14 +787,14 @@ export class LocalStore {
   #writeRow(
     state: CollectionState,
     version: DocumentVersion,
-    prior: DocumentRow | undefined,
+    prior: PriorRow | undefined,
     digest: CollectionDigest,
     versionVectorJson: string = versionVectorToJson(version.versionVector),
     metadata?: JsonObject | null,
-  ): IndexChange {
+  ): { index: IndexChange; row: PriorRow } {
     const hash = version.deleted
       ? null
-      : nodeSha256(encodeDocumentVersion(version, state.schema.dtype))
+      : hashDocumentVersion(version, state.schema.dtype, nodeSha256)
     if (prior?.hash) digest.remove(prior.hash)
     if (hash !== null) digest.add(hash)
     this.#statements.upsertDocument.run(
@@ -805,14 +809,50 @@ export class LocalStore {
       version.origin,
       hash,
     )
-    if (version.deleted) return { op: 'delete', id: version.id }
-    return {
-      op: 'put',
-      id: version.id,
-      vector: version.vector as StoredVector,
-      metadata:
-        metadata ?? (JSON.parse(version.metadataJson as string) as JsonObject),
+    const row: PriorRow = {
+      deleted: version.deleted ? 1 : 0,
+      version_vector: versionVectorJson,
+      hash,
     }
+    if (version.deleted) return { index: { op: 'delete', id: version.id }, row }
+    return {
+      index: {
+        op: 'put',
+        id: version.id,
+        vector: version.vector as StoredVector,
+        metadata:
+          metadata ??
+          (JSON.parse(version.metadataJson as string) as JsonObject),
+      },
+      row,
+    }
+  }
+
+  /**
+   * The current rows of the documents a batch writes, by id. One query for a large batch
+   * (ids passed as a JSON array) instead of one statement per document.
+   */
+  #priorRows(
+    state: CollectionState,
+    writes: readonly PreparedWrite[],
+  ): Map<string, PriorRow> {
+    const priors = new Map<string, PriorRow>()
+    if (writes.length <= 16) {
+      for (const { id } of writes) {
+        const row = this.#statements.selectPrior.get(state.collectionId, id) as
+          PriorRow | undefined
+        if (row !== undefined) priors.set(id, row)
+      }
+      return priors
+    }
+    const ids = JSON.stringify(writes.map((write) => write.id))
+    for (const row of this.#statements.selectPriors.all(
+      state.collectionId,
+      ids,
+    ) as Array<PriorRow & { id: string }>) {
+      priors.set(row.id, row)
+    }
+    return priors
   }
 
   /** Publishes a committed transaction to the in-memory digest and search index. */
@@ -985,6 +1025,13 @@ function prepareStatements(db: Database.Database) {
     ),
     selectLiveBodies: db.prepare(
       'SELECT id, vector, metadata FROM vs_documents WHERE collection_id = ? AND deleted = 0',
+    ),
+    selectPrior: db.prepare(
+      'SELECT deleted, version_vector, hash FROM vs_documents WHERE collection_id = ? AND id = ?',
+    ),
+    selectPriors: db.prepare(
+      `SELECT id, deleted, version_vector, hash FROM vs_documents
+       WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))`,
     ),
     selectDocument: db.prepare(
       `SELECT ${DOCUMENT_COLUMNS} FROM vs_documents WHERE collection_id = ? AND id = ?`,

@@ -57,6 +57,21 @@ export function encodeDocumentVersion(
   version: DocumentVersion,
   dtype: VectorDType,
 ): Uint8Array {
+  return encodeInto(version, dtype, undefined)
+}
+
+/** Reused by {@link hashDocumentVersion}: its bytes are hashed at once, never kept. */
+let scratch: Uint8Array = new Uint8Array(4096)
+
+/**
+ * Encodes into `buffer` when it is large enough (else into a new array) and returns a view
+ * of the encoded bytes.
+ */
+function encodeInto(
+  version: DocumentVersion,
+  dtype: VectorDType,
+  buffer: Uint8Array | undefined,
+): Uint8Array {
   const entries = versionVectorEntries(version.versionVector)
   const live =
     !version.deleted && version.vector !== null && version.metadataJson !== null
@@ -69,8 +84,11 @@ export function encodeDocumentVersion(
   if (vectorBytes !== undefined)
     bound += 1 + 4 + vectorBytes.length + 4 + 3 * metadata.length
   for (const [replica] of entries) bound += 4 + 3 * replica.length + 8
-  const out = new Uint8Array(bound)
-  const view = new DataView(out.buffer)
+  const out =
+    buffer !== undefined && buffer.length >= bound
+      ? buffer
+      : new Uint8Array(bound)
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
   let at = 0
   const text = (value: string): void => {
     const { written } = utf8.encodeInto(value, out.subarray(at + 4))
@@ -109,5 +127,8 @@ export function hashDocumentVersion(
   dtype: VectorDType,
   sha256: Sha256,
 ): Uint8Array {
-  return sha256(encodeDocumentVersion(version, dtype))
+  const encoded = encodeInto(version, dtype, scratch)
+  if (encoded.buffer !== scratch.buffer)
+    scratch = new Uint8Array(encoded.buffer)
+  return sha256(encoded)
 }
