@@ -360,6 +360,90 @@ export class LocalStore {
     return replicaIdOf(this.deviceId, this.#epoch)
   }
 
+  /**
+   * Starts a new incarnation of this device: a new epoch, so a new replica id, and every
+   * unpushed write re-stamped as a new write of that replica (new LSN, HLC and version
+   * vector; same content).
+   *
+   * @remarks
+   * Call it after restoring the store file from a backup, or when the server reports
+   * that this replica's log sequence numbers were already used. The restored file may
+   * hold writes whose counters the lost incarnation also used, for other content; under
+   * the new replica id they can never be mistaken for those.
+   *
+   * @returns the new epoch.
+   * @throws `busy` while a push batch is in flight.
+   */
+  startNewEpoch(): string {
+    this.#assertOpen()
+    if (this.outbox.inFlight !== undefined) {
+      throw new VeloSyncError(
+        'busy',
+        'a push batch is in flight; confirm or release it first',
+      )
+    }
+    this.outbox.compact()
+    const epoch = randomBytes(8).toString('hex')
+    const replica = replicaIdOf(this.deviceId, epoch)
+    const pending = this.outbox.entries()
+    const digests = new Map<CollectionState, CollectionDigest>()
+    let lsn = this.#lastLsn
+    this.#run(() =>
+      this.#db
+        .transaction(() => {
+          for (const entry of pending) {
+            const state = this.#collection(entry.collection)
+            const digest = digests.get(state) ?? state.digest.clone()
+            digests.set(state, digest)
+            const row = this.#statements.selectDocument.get(
+              state.collectionId,
+              entry.docId,
+            ) as DocumentRow
+            const current = rowToVersion(state.schema, entry.docId, row)
+            const version: DocumentVersion = {
+              ...current,
+              versionVector: incrementVersionVector(
+                current.versionVector,
+                replica,
+              ),
+              hlc: this.#clock.now(),
+              origin: replica,
+            }
+            this.#writeRow(state, version, row, digest)
+            lsn++
+            this.#statements.deleteOutboxEntry.run(entry.lsn)
+            this.#statements.insertOutbox.run(
+              lsn,
+              state.collectionId,
+              entry.docId,
+              entry.op,
+              entry.priorExists ? 1 : 0,
+              versionVectorToJson(version.versionVector),
+              version.hlc.wallMs,
+              version.hlc.counter,
+            )
+          }
+          for (const [state, digest] of digests) {
+            this.#statements.updateDigest.run(
+              digest.toHex(),
+              state.collectionId,
+            )
+          }
+          const last = this.#clock.last
+          this.#setStoreValue('epoch', epoch)
+          this.#setStoreValue('last_lsn', String(lsn))
+          this.#setStoreValue('hlc_wall', String(last.wallMs))
+          this.#setStoreValue('hlc_counter', String(last.counter))
+        })
+        .immediate(),
+    )
+    this.#epoch = epoch
+    this.#lastLsn = lsn
+    // Content is unchanged, so the search index stays as it is; only digests move.
+    for (const [state, digest] of digests) state.digest = digest
+    return epoch
+  }
+
   /** The LSN of the newest local write (0 before the first). */
   get lastLsn(): number {
     return this.#lastLsn
@@ -1051,6 +1135,7 @@ function prepareStatements(db: Database.Database) {
          version_vector = excluded.version_vector, hlc_wall = excluded.hlc_wall,
          hlc_counter = excluded.hlc_counter, origin = excluded.origin, hash = excluded.hash`,
     ),
+    deleteOutboxEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
     insertOutbox: db.prepare(
       `INSERT INTO vs_outbox
          (lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter)

@@ -409,3 +409,53 @@ describe('LocalStore: search', () => {
     )
   })
 })
+
+describe('LocalStore.startNewEpoch', () => {
+  test('re-stamps unpushed writes under a new replica id; content and search stay', ({
+    store,
+  }) => {
+    store.put('docs', { id: 'pushed', vector: vec(1) })
+    store.outbox.confirm(store.outbox.takeBatch()!)
+    store.put('docs', { id: 'a', vector: vec(2), metadata: { v: 1 } })
+    store.delete('docs', 'pushed')
+    const oldReplica = store.replicaId
+    const before = store.get('docs', 'a')!
+    const lastLsn = store.lastLsn
+
+    const epoch = store.startNewEpoch()
+    expect(store.epoch).toBe(epoch)
+    expect(store.replicaId).not.toBe(oldReplica)
+    const entries = store.outbox.entries()
+    expect(entries.map((e) => [e.lsn, e.docId, e.op])).toEqual([
+      [lastLsn + 1, 'a', 'put'],
+      [lastLsn + 2, 'pushed', 'delete'],
+    ])
+    const after = store.get('docs', 'a')!
+    expect(after.metadata).toEqual(before.metadata)
+    expect(after.origin).toBe(store.replicaId)
+    expect(after.versionVector).toEqual({
+      [oldReplica]: 1,
+      [store.replicaId]: 1,
+    })
+    expect(entries[0]!.versionVector).toEqual(after.versionVector)
+    expect(store.search('docs', vec(2), { k: 1 })[0]?.id).toBe('a')
+    expect(store.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('persists the new epoch and refuses while a batch is in flight', ({
+    openStore,
+  }) => {
+    const store = openStore('epoch.db')
+    store.createCollection({ name: 'docs', dims: 8 })
+    store.put('docs', { id: 'a', vector: vec(1) })
+    const batch = store.outbox.takeBatch()!
+    expect(() => store.startNewEpoch()).toThrow(/in flight/)
+    store.outbox.release(batch)
+    const epoch = store.startNewEpoch()
+    store.close()
+    const reopened = openStore('epoch.db')
+    expect(reopened.epoch).toBe(epoch)
+    expect(reopened.lastLsn).toBe(2)
+    expect(reopened.put('docs', { id: 'b', vector: vec(2) }).lsn).toBe(3)
+  })
+})
