@@ -429,11 +429,9 @@ export class LocalStore {
               state.collectionId,
             )
           }
-          const last = this.#clock.last
           this.#setStoreValue('epoch', epoch)
           this.#setStoreValue('last_lsn', String(lsn))
-          this.#setStoreValue('hlc_wall', String(last.wallMs))
-          this.#setStoreValue('hlc_counter', String(last.counter))
+          this.#persistClock()
         })
         .immediate(),
     )
@@ -718,10 +716,13 @@ export class LocalStore {
             changes.push(this.#writeRow(state, version, prior, digest).index)
           }
           this.#statements.updateDigest.run(digest.toHex(), state.collectionId)
+          // Persist what the clock absorbed, in the same transaction: after a restart a
+          // local write must still be later than the versions it replaces.
+          for (const version of checked) this.#clock.observe(version.hlc)
+          this.#persistClock()
         })
         .immediate(),
     )
-    for (const version of checked) this.#clock.observe(version.hlc)
     this.#afterCommit(state, digest, changes)
     return { applied: changes.length, skippedPending }
   }
@@ -850,10 +851,8 @@ export class LocalStore {
             receipts.push({ id: write.id, lsn, versionVector, hlc })
           }
           if (lsn !== this.#lastLsn) {
-            const last = this.#clock.last
             this.#setStoreValue('last_lsn', String(lsn))
-            this.#setStoreValue('hlc_wall', String(last.wallMs))
-            this.#setStoreValue('hlc_counter', String(last.counter))
+            this.#persistClock()
             this.#statements.updateDigest.run(
               digest.toHex(),
               state.collectionId,
@@ -1054,6 +1053,13 @@ export class LocalStore {
       value: string
     }>
     return Object.fromEntries(rows.map((row) => [row.key, row.value]))
+  }
+
+  /** Saves the clock's last timestamp; call inside the transaction that used it. */
+  #persistClock(): void {
+    const last = this.#clock.last
+    this.#setStoreValue('hlc_wall', String(last.wallMs))
+    this.#setStoreValue('hlc_counter', String(last.counter))
   }
 
   #setStoreValue(key: string, value: string): void {

@@ -22,7 +22,7 @@ export interface OutboxEntry {
   readonly collection: string
   readonly docId: string
   readonly op: LogOp
-  /** Whether the document existed locally before this write (see `CompactableEntry`). */
+  /** Whether the server may know the document (see `CompactableEntry.priorExists`). */
   readonly priorExists: boolean
   readonly versionVector: VersionVector
   readonly hlc: HlcTimestamp
@@ -201,6 +201,14 @@ export class Outbox {
         version: rowToVersion(state.schema, row.doc_id, row),
       }
     })
+    // From here on the server may commit these writes even if we never hear back, so
+    // compaction must never again treat their documents as unknown to the server (a
+    // later delete has to be sent). Persisted: the answer may be lost to a crash too.
+    this.#db
+      .transaction(() => {
+        for (const op of ops) this.#statements.markMaybeSent.run(op.lsn)
+      })
+      .immediate()
     const batch: OutboxBatch = {
       id: this.#nextBatchId++,
       ops,
@@ -295,6 +303,9 @@ function prepareStatements(db: Database) {
        ORDER BY o.lsn LIMIT ?`,
     ),
     deleteEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
+    markMaybeSent: db.prepare(
+      'UPDATE vs_outbox SET prior_exists = 1 WHERE lsn = ?',
+    ),
     clearPriorExists: db.prepare(
       'UPDATE vs_outbox SET prior_exists = 0 WHERE lsn = ?',
     ),

@@ -459,3 +459,30 @@ describe('LocalStore.startNewEpoch', () => {
     expect(reopened.put('docs', { id: 'b', vector: vec(2) }).lsn).toBe(3)
   })
 })
+
+describe('LocalStore: clock', () => {
+  test('a write after a restart is later than a remote version applied before it', ({
+    openStore,
+  }) => {
+    const wallClock = () => 1_000_000
+    const store = openStore('clock.db', { wallClock })
+    store.createCollection({ name: 'docs', dims: 8 })
+    store.applyRemoteVersions('docs', [
+      {
+        id: 'x',
+        deleted: false,
+        vector: new Float32Array(vec(1)),
+        metadataJson: '{}',
+        versionVector: { 'peer.00000001': 1 },
+        hlc: { wallMs: 1_030_000, counter: 0 },
+        origin: 'peer.00000001',
+      },
+    ])
+    store.close()
+    const reopened = openStore('clock.db', { wallClock })
+    expect(reopened.put('docs', { id: 'x', vector: vec(2) }).hlc).toEqual({
+      wallMs: 1_030_000,
+      counter: 1,
+    })
+  })
+})

@@ -251,3 +251,31 @@ describe('Outbox: model-based', () => {
     )
   })
 })
+
+describe('Outbox: a push whose outcome is unknown', () => {
+  test('a later delete is still sent: the server may have committed the create', ({
+    store,
+  }) => {
+    store.put('docs', { id: 'x', vector: vec(1) })
+    const lost = store.outbox.takeBatch()! // sent; the server commits, the response is lost
+    store.outbox.release(lost)
+    store.delete('docs', 'x')
+    const batch = store.outbox.takeBatch()!
+    expect(batch.ops.map((op) => [op.version.id, op.op])).toEqual([
+      ['x', 'delete'],
+    ])
+  })
+
+  test('the mark survives a restart', ({ openStore }) => {
+    const store = openStore('unknown.db')
+    store.createCollection({ name: 'docs', dims: 8 })
+    store.put('docs', { id: 'x', vector: vec(1) })
+    store.outbox.takeBatch() // then the process dies before any confirm or release
+    store.close()
+    const reopened = openStore('unknown.db')
+    reopened.delete('docs', 'x')
+    expect(reopened.outbox.takeBatch()!.ops.map((op) => op.op)).toEqual([
+      'delete',
+    ])
+  })
+})

@@ -9,9 +9,10 @@ export interface CompactableEntry {
   readonly docId: string
   readonly op: LogOp
   /**
-   * Whether the document existed on this replica (live or as a tombstone) before this
-   * write. `false` on the oldest pending entry means the server has never been sent the
-   * document by this replica.
+   * Whether the server may know the document: it existed on this replica (live or as a
+   * tombstone) before this write, or this entry was handed to a push, whose outcome may
+   * be unknown. `false` on the oldest pending entry means the server has certainly never
+   * been sent the document by this replica.
    */
   readonly priorExists: boolean
 }
