@@ -104,7 +104,7 @@ let kernelCompileError: unknown
  *
  * @remarks
  * Synchronous compilation is fine here: browsers only refuse it on the main thread for
- * modules above 4 KiB, and this one is about 1.3 KiB. A content security policy without
+ * modules above 4 KiB, and this one is under 1 KiB. A content security policy without
  * `wasm-unsafe-eval` makes compilation throw; that is treated as "unsupported" so
  * `backend: 'auto'` falls back to TS instead of failing.
  */
