@@ -4,73 +4,99 @@ import { gaussian, seededRandom } from './random.js'
 export interface ClusteredEmbeddingsOptions {
   readonly count: number
   readonly dims: number
-  /** Number of topic centres. Default `max(8, round(sqrt(count) / 4))`. */
+  /** Number of topic clusters. Default `max(8, round(count / 100))`. */
   readonly clusters?: number
-  /** Standard deviation of a point around its centre, relative to the centre's norm. Default 0.35. */
-  readonly spread?: number
-  /** Default 1. */
+  /** Default 1. The same seed gives the same vectors on every machine. */
   readonly seed?: number
 }
 
 /** Generated vectors in one contiguous matrix, plus each row's cluster. */
 export interface ClusteredEmbeddings {
   readonly dims: number
-  /** `count × dims`, row-major. */
+  /** `count × dims`, row-major, not normalized. */
   readonly matrix: Float32Array
   readonly clusterOf: Uint32Array
   /** Row `i` as a view into the matrix (copy it before handing it to a library that keeps it). */
   row(i: number): Float32Array
+  /** `count` fresh query vectors from the same distribution (never copies of rows), row-major. */
+  queries(count: number, seed: number): Float32Array
 }
 
+const MEAN_NORM = 0.5
+const NOISE_NORM = 0.6
+
 /**
- * Embedding-like vectors: points scattered around random topic centres, unit length.
+ * Embedding-like vectors, deterministic from a seed.
  *
  * @remarks
- * Real embeddings are clustered; uniformly random vectors are not, and approximate
- * indexes behave very differently on them (FACTS.md), so benchmarks and demos use this.
+ * Uniform noise is a poor stand-in for embeddings: every point is nearly orthogonal to
+ * every other, so the top-10 is decided by tiny margins and approximate indexes look
+ * broken (FACTS.md: HNSW recall ≈ 0.1 on uniform data). Real sentence embeddings share a
+ * common direction (their cosines are mostly positive) and form topic clusters of uneven
+ * size. So every vector is a shared mean direction (norm 0.5) plus a unit cluster centroid
+ * (cluster popularity skewed: a few big topics, a long tail) plus Gaussian noise of norm
+ * ≈ 0.6, scaled by a random length in 0.8..1.2 so that cosine normalization is not a no-op.
  */
 export function clusteredEmbeddings(
   options: ClusteredEmbeddingsOptions,
 ): ClusteredEmbeddings {
   const { count, dims } = options
-  const clusters =
-    options.clusters ?? Math.max(8, Math.round(Math.sqrt(count) / 4))
-  const spread = options.spread ?? 0.35
-  const random = seededRandom(options.seed ?? 1)
-  const centres = new Float64Array(clusters * dims)
-  for (let c = 0; c < clusters; c++) {
-    let norm = 0
-    for (let d = 0; d < dims; d++) {
-      const value = gaussian(random)
-      centres[c * dims + d] = value
-      norm += value * value
+  const seed = options.seed ?? 1
+  const clusters = options.clusters ?? Math.max(8, Math.round(count / 100))
+  const setup = seededRandom(seed)
+  const mean = scaledGaussian(setup, dims, MEAN_NORM)
+  const centroids = Array.from({ length: clusters }, () =>
+    scaledGaussian(setup, dims, 1),
+  )
+  const sigma = NOISE_NORM / Math.sqrt(dims)
+
+  const draw = (
+    random: () => number,
+    out: Float32Array,
+    at: number,
+  ): number => {
+    // u² skews popularity towards low cluster numbers.
+    const u = random()
+    const cluster = Math.min(clusters - 1, Math.floor(u * u * clusters))
+    const centroid = centroids[cluster] as Float32Array
+    const length = 0.8 + 0.4 * random()
+    for (let j = 0; j < dims; j++) {
+      out[at + j] =
+        length *
+        ((mean[j] as number) +
+          (centroid[j] as number) +
+          sigma * gaussian(random))
     }
-    const scale = 1 / Math.sqrt(norm)
-    for (let d = 0; d < dims; d++) centres[c * dims + d]! *= scale
+    return cluster
   }
+
+  const rows = seededRandom(seed + 1)
   const matrix = new Float32Array(count * dims)
   const clusterOf = new Uint32Array(count)
-  const noise = spread / Math.sqrt(dims)
-  const point = new Float64Array(dims)
-  for (let i = 0; i < count; i++) {
-    const c = Math.floor(random() * clusters)
-    clusterOf[i] = c
-    let norm = 0
-    for (let d = 0; d < dims; d++) {
-      const value = (centres[c * dims + d] as number) + noise * gaussian(random)
-      point[d] = value
-      norm += value * value
-    }
-    const scale = 1 / Math.sqrt(norm)
-    for (let d = 0; d < dims; d++)
-      matrix[i * dims + d] = (point[d] as number) * scale
-  }
+  for (let i = 0; i < count; i++) clusterOf[i] = draw(rows, matrix, i * dims)
   return {
     dims,
     matrix,
     clusterOf,
     row: (i) => matrix.subarray(i * dims, (i + 1) * dims),
+    queries(queryCount, querySeed) {
+      const random = seededRandom(querySeed)
+      const out = new Float32Array(queryCount * dims)
+      for (let i = 0; i < queryCount; i++) draw(random, out, i * dims)
+      return out
+    },
   }
+}
+
+/** A random direction with the given norm. */
+function scaledGaussian(
+  random: () => number,
+  dims: number,
+  norm: number,
+): Float32Array {
+  const values = Array.from({ length: dims }, () => gaussian(random))
+  const scale = norm / Math.sqrt(values.reduce((sum, v) => sum + v * v, 0))
+  return Float32Array.from(values, (v) => v * scale)
 }
 
 const WORDS = (
