@@ -12,6 +12,16 @@ export type ErrorCode =
   | 'closed'
   | 'storage_failure'
   | 'internal'
+  /**
+   * A replica pushed a log sequence number it already used, with different content (a
+   * store restored from a backup). Nothing was stored; the device must start a new epoch.
+   */
+  | 'lsn_reused'
+  /**
+   * A pull cursor is older than the tombstone horizon (or newer than the server's head):
+   * changes it would need are gone. The device must pull again from cursor 0.
+   */
+  | 'resync_required'
 
 /**
  * The one error class VeloSync throws on purpose.

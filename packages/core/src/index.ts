@@ -113,3 +113,25 @@ export {
   type VectorMatrixOptions,
 } from './vector/vector-matrix.js'
 export { topK } from './vector/top-k.js'
+export {
+  compareByDefaultRule,
+  resolveIncoming,
+  type ConflictResolver,
+  type PushOutcome,
+  type Resolution,
+} from './log/resolve.js'
+export type {
+  ConflictQuery,
+  ConflictRecord,
+  GarbageCollectionOptions,
+  GarbageCollectionResult,
+  OpResult,
+  PullResult,
+  PulledVersion,
+  PushOp,
+  PushOptions,
+  PushResult,
+  ReplicaRef,
+  Seq,
+  ServerStore,
+} from './ports/server-store.js'
