@@ -10,7 +10,16 @@ export default defineConfig({
     alias: {
       '@velosync/core': src('core'),
       '@velosync/client': src('client'),
+      // Before '@velosync/testkit': aliases match by prefix.
+      '@velosync/testkit/server-store-suite': fileURLToPath(
+        new URL(
+          './packages/testkit/src/server-store-suite.ts',
+          import.meta.url,
+        ),
+      ),
       '@velosync/testkit': src('testkit'),
+      '@velosync/storage-sqlite': src('storage-sqlite'),
+      '@velosync/server': src('server'),
     },
   },
   test: {

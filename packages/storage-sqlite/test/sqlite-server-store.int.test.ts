@@ -1,0 +1,192 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import {
+  incrementVersionVector,
+  isVeloSyncError,
+  replicaIdOf,
+  type PushOp,
+  type ReplicaRef,
+} from '@velosync/core'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+// The suite is imported by path until @velosync/testkit exports it (see the report).
+import { describeServerStore } from '@velosync/testkit/server-store-suite'
+import { SERVER_SCHEMA_VERSION, SqliteServerStore } from '../src/index.js'
+
+describeServerStore('sqlite', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'velosync-server-'))
+  const store = SqliteServerStore.open({ path: join(dir, 'server.db') })
+  return {
+    store,
+    teardown: async () => {
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+})
+
+const DEVICE: ReplicaRef = { deviceId: 'dev-a', epoch: '00000000000000a1' }
+const REPLICA = replicaIdOf(DEVICE.deviceId, DEVICE.epoch)
+const SCHEMA = {
+  name: 'notes',
+  dims: 2,
+  metric: 'l2',
+  dtype: 'float32',
+} as const
+
+function op(lsn: number, id: string, value: number): PushOp {
+  return {
+    lsn,
+    collection: 'notes',
+    version: {
+      id,
+      deleted: false,
+      vector: new Float32Array([value, 1]),
+      metadataJson: '{}',
+      versionVector: incrementVersionVector({}, REPLICA),
+      hlc: { wallMs: 1_000 + lsn, counter: 0 },
+      origin: REPLICA,
+    },
+  }
+}
+
+async function rejectsWith(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected a rejection')
+}
+
+describe('SqliteServerStore: the file', () => {
+  let dir: string
+  let path: string
+  const opened: SqliteServerStore[] = []
+  const open = (): SqliteServerStore => {
+    const store = SqliteServerStore.open({ path })
+    opened.push(store)
+    return store
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'velosync-server-'))
+    path = join(dir, 'server.db')
+  })
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('keeps head, digests and exactly-once state across a reopen', async () => {
+    const first = open()
+    await first.ensureCollection(SCHEMA)
+    const batch = [op(1, 'x', 1), op(2, 'y', 2)]
+    await first.push(DEVICE, batch)
+    const digest = await first.digest('notes')
+    await first.close()
+
+    const second = open()
+    expect(await second.head()).toBe(2)
+    expect(await second.digest('notes')).toBe(digest)
+    const replay = await second.push(DEVICE, batch)
+    expect(replay.results.map((r) => r.outcome)).toEqual([
+      'duplicate',
+      'duplicate',
+    ])
+    expect(replay.appliedThroughLsn).toBe(2)
+  })
+
+  it('two stores on one file (two server processes) share collections and one gap-free feed', async () => {
+    const one = open()
+    const two = open()
+    await one.ensureCollection(SCHEMA)
+    const other: ReplicaRef = { deviceId: 'dev-b', epoch: '00000000000000b1' }
+    const otherId = replicaIdOf(other.deviceId, other.epoch)
+    const fromOther = (lsn: number, id: string): PushOp => ({
+      ...op(lsn, id, lsn),
+      version: {
+        ...op(lsn, id, lsn).version,
+        versionVector: { [otherId]: 1 },
+        origin: otherId,
+      },
+    })
+    await two.push(DEVICE, [op(1, 'a', 1)])
+    await one.push(other, [fromOther(1, 'b')])
+    await two.push(DEVICE, [op(2, 'c', 2)])
+    const pulled = await one.pull(other, 1, 10)
+    expect(pulled.versions.map((v) => [v.seq, v.version.id])).toEqual([
+      [3, 'c'],
+    ])
+    expect(pulled.skippedEchoes).toBe(1)
+    expect(await one.digest('notes')).toBe(await two.digest('notes'))
+  })
+
+  it('forgets replay hashes below the first LSN of the latest push (a replay of those is lsn_reused)', async () => {
+    const store = open()
+    await store.ensureCollection(SCHEMA)
+    await store.push(DEVICE, [op(1, 'x', 1), op(2, 'y', 2)])
+    await store.push(DEVICE, [op(3, 'z', 3)])
+    const db = new Database(path, { readonly: true })
+    try {
+      const lsns = db
+        .prepare('SELECT lsn FROM vs_replica_ops ORDER BY lsn')
+        .pluck()
+        .all()
+      expect(lsns).toEqual([3])
+    } finally {
+      db.close()
+    }
+    expect(
+      isVeloSyncError(
+        await rejectsWith(store.push(DEVICE, [op(1, 'x', 1)])),
+        'lsn_reused',
+      ),
+    ).toBe(true)
+    expect(
+      (await store.push(DEVICE, [op(3, 'z', 3)])).results[0]?.outcome,
+    ).toBe('duplicate')
+  })
+
+  it('refuses a file written by a newer schema version', () => {
+    const db = new Database(path)
+    db.pragma(`user_version = ${SERVER_SCHEMA_VERSION + 1}`)
+    db.close()
+    const error = (() => {
+      try {
+        open()
+      } catch (caught) {
+        return caught
+      }
+      return undefined
+    })()
+    expect(isVeloSyncError(error, 'storage_failure')).toBe(true)
+    expect((error as Error).message).toMatch(/newer than this VeloSync/)
+  })
+
+  it('wraps driver errors as storage_failure with the cause kept', () => {
+    let error: unknown
+    try {
+      SqliteServerStore.open({ path: join(dir, 'missing', 'server.db') })
+    } catch (caught) {
+      error = caught
+    }
+    expect(isVeloSyncError(error, 'storage_failure')).toBe(true)
+    expect((error as Error).cause).toBeInstanceOf(Error)
+  })
+
+  it('uses WAL journal mode and records its schema version in user_version', async () => {
+    const store = open()
+    await store.head()
+    const db = new Database(path, { readonly: true })
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+      expect(db.pragma('user_version', { simple: true })).toBe(
+        SERVER_SCHEMA_VERSION,
+      )
+    } finally {
+      db.close()
+    }
+  })
+})
