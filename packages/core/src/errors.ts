@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'closed'
   | 'storage_failure'
   | 'internal'
+  /** The server could not be reached (network failure, timeout, a 5xx from a proxy): retry later. */
+  | 'unavailable'
   /**
    * A replica pushed a log sequence number it already used, with different content (a
    * store restored from a backup). Nothing was stored; the device must start a new epoch.
@@ -22,6 +24,20 @@ export type ErrorCode =
    * changes it would need are gone. The device must pull again from cursor 0.
    */
   | 'resync_required'
+  /** A request body is not valid JSON, MessagePack or gzip (wire protocol). */
+  | 'malformed_body'
+  /** A `Content-Digest` header is missing, malformed, or does not match its body. */
+  | 'digest_mismatch'
+  /** A body's media type or content coding is not one the protocol speaks. */
+  | 'unsupported_media_type'
+  /** A body exceeds the receiver's size limit. */
+  | 'payload_too_large'
+  /** No credentials, or an unknown or revoked token. */
+  | 'unauthorized'
+  /** A declared collection exists with other dims, metric or dtype. */
+  | 'schema_mismatch'
+  /** A message names a protocol version this side does not speak. */
+  | 'protocol_mismatch'
 
 /**
  * The one error class VeloSync throws on purpose.

@@ -127,6 +127,7 @@ export type {
   GarbageCollectionResult,
   OpResult,
   PullResult,
+  PullOptions,
   PulledVersion,
   PushOp,
   PushOptions,
@@ -135,3 +136,49 @@ export type {
   Seq,
   ServerStore,
 } from './ports/server-store.js'
+export { PROTOCOL_VERSION } from './protocol/protocol-version.js'
+export {
+  CollectionSpecSchema,
+  DEFAULT_PULL_LIMIT,
+  JSON_SCHEMAS,
+  MAX_PULL_LIMIT,
+  MSGPACK_SCHEMAS,
+  type AckRequest,
+  type CollectionSpec,
+  type ConflictsResponse,
+  type DigestResponse,
+  type ErrorBody,
+  type HealthResponse,
+  type JsonConflictsResponse,
+  type JsonSyncRequest,
+  type JsonSyncResponse,
+  type JsonWireVersion,
+  type SyncRequest,
+  type SyncResponse,
+} from './protocol/messages.js'
+export {
+  MEDIA_TYPES,
+  decodeAckRequest,
+  decodeConflictsResponse,
+  decodeDigestResponse,
+  decodeErrorBody,
+  decodeHealthResponse,
+  decodeSyncRequest,
+  decodeSyncResponse,
+  encodeMessage,
+  negotiate,
+  type DecodeSyncRequestOptions,
+  type Message,
+  type WireFormat,
+} from './protocol/codec.js'
+export {
+  contentDigestHeader,
+  verifyContentDigest,
+} from './protocol/content-digest.js'
+export {
+  ERROR_STATUS,
+  errorCodeFromWire,
+  errorStatus,
+  wireErrorCode,
+  type WireErrorCode,
+} from './protocol/error-status.js'

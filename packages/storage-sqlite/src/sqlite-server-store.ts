@@ -30,6 +30,7 @@ import {
   type GarbageCollectionOptions,
   type GarbageCollectionResult,
   type OpResult,
+  type PullOptions,
   type PullResult,
   type PulledVersion,
   type PushOp,
@@ -457,10 +458,16 @@ export class SqliteServerStore implements ServerStore {
     })
   }
 
-  pull(replica: ReplicaRef, cursor: Seq, limit: number): Promise<PullResult> {
+  pull(
+    replica: ReplicaRef,
+    cursor: Seq,
+    limit: number,
+    options: PullOptions = {},
+  ): Promise<PullResult> {
     return settle(() => {
       this.#assertOpen()
       const replicaId = replicaIdOfRef(replica)
+      const includeEchoes = options.includeEchoes === true
       assertSeq(cursor, 'cursor')
       if (!Number.isSafeInteger(limit) || limit < 1) {
         throw invalidArgument(
@@ -491,8 +498,7 @@ export class SqliteServerStore implements ServerStore {
             for (const row of this.#statements.selectAfter.iterate(
               cursor,
             ) as Iterable<PulledRow>) {
-              // From cursor 0 nothing is an echo: a full resync needs every version.
-              const echo = cursor > 0 && row.unchanged_from === replicaId
+              const echo = !includeEchoes && row.unchanged_from === replicaId
               // Echoes right after a full page are consumed too, so that a device whose
               // only remaining changes are its own hears hasMore: false.
               if (!echo && versions.length >= limit) break

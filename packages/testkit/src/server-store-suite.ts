@@ -586,8 +586,10 @@ export function describeServerStore(
         hasMore: false,
         skippedEchoes: 1,
       })
-      // From cursor 0 (a full resync) nothing is skipped: the device rebuilds everything.
-      const everything = await store.pull(DEVICE_A, 0, 100)
+      // A full resync asks for everything, its own versions included.
+      const everything = await store.pull(DEVICE_A, 0, 100, {
+        includeEchoes: true,
+      })
       expect(everything.versions).toHaveLength(6)
       expect(everything.skippedEchoes).toBe(0)
       const other = await store.pull(DEVICE_B, 0, 100)

@@ -93,6 +93,16 @@ export interface ConflictRecord {
   readonly resolvedAtMs: number
 }
 
+/** Options of {@link ServerStore.pull}. */
+export interface PullOptions {
+  /**
+   * Return this replica's own unchanged versions too (no echo suppression). A device
+   * rebuilding from cursor 0 after `resync_required` needs every version to know which
+   * of its documents the server no longer has. Default `false`.
+   */
+  readonly includeEchoes?: boolean
+}
+
 /** Options of {@link ServerStore.push}. */
 export interface PushOptions {
   /** Picks the winner of concurrent versions. Default: the rule of `resolveIncoming`. */
@@ -168,7 +178,7 @@ export interface GarbageCollectionResult {
  *    stored versions with seq > cursor in ascending order, at most `limit` of them. It
  *    skips versions that this replica pushed and the server stored exactly as pushed
  *    (outcome `applied`), but advances the returned cursor past them and counts them in
- *    `skippedEchoes`; from cursor 0 (a new device or a full resync) nothing is skipped.
+ *    `skippedEchoes`, unless the caller asks for `includeEchoes` (a full resync).
  *    Merged versions after a conflict, won or lost, are not echoes: the
  *    pusher receives them. Echoes that directly follow a full page are skipped too, so
  *    `hasMore` is false when only the replica's own versions remain. A page may hold
@@ -238,7 +248,12 @@ export interface ServerStore {
    *
    * @throws `resync_required` (see S6); `invalid_argument` for a bad cursor or limit.
    */
-  pull(replica: ReplicaRef, cursor: Seq, limit: number): Promise<PullResult>
+  pull(
+    replica: ReplicaRef,
+    cursor: Seq,
+    limit: number,
+    options?: PullOptions,
+  ): Promise<PullResult>
   /**
    * Records that `replica` has pulled through `cursor` (S7).
    *

@@ -1,0 +1,487 @@
+import { pack } from 'msgpackr'
+import { describe, expect, it } from 'vitest'
+import { isVeloSyncError } from '../errors.js'
+import type { CollectionSchema } from '../model/collection.js'
+import type { DocumentVersion } from '../model/document-version.js'
+import {
+  MEDIA_TYPES,
+  decodeAckRequest,
+  decodeConflictsResponse,
+  decodeErrorBody,
+  decodeHealthResponse,
+  decodeSyncRequest,
+  decodeSyncResponse,
+  encodeMessage,
+  negotiate,
+  type WireFormat,
+} from './codec.js'
+import { errorCodeFromWire, errorStatus } from './error-status.js'
+import type { AckRequest, SyncRequest, SyncResponse } from './messages.js'
+import { PROTOCOL_VERSION } from './protocol-version.js'
+
+const FORMATS: WireFormat[] = ['json', 'msgpack']
+const notes: CollectionSchema = {
+  name: 'notes',
+  dims: 4,
+  metric: 'cosine',
+  dtype: 'float32',
+}
+const wide: CollectionSchema = {
+  name: 'wide',
+  dims: 3,
+  metric: 'l2',
+  dtype: 'float64',
+}
+const EPOCH = '0123abcd'
+const ORIGIN = `dev1.${EPOCH}`
+
+function version(
+  id: string,
+  overrides: Partial<DocumentVersion> = {},
+): DocumentVersion {
+  return {
+    id,
+    deleted: false,
+    vector: new Float32Array([1, 0.5, -2, 3.25]),
+    metadataJson: '{"a":1,"tags":["x"]}',
+    versionVector: { [ORIGIN]: 3 },
+    hlc: { wallMs: 1_700_000_000_000, counter: 2 },
+    origin: ORIGIN,
+    ...overrides,
+  }
+}
+
+function request(overrides: Partial<SyncRequest> = {}): SyncRequest {
+  return {
+    protocol: PROTOCOL_VERSION,
+    epoch: EPOCH,
+    collections: [notes, wide],
+    push: [
+      { lsn: 1, collection: 'notes', version: version('n1') },
+      {
+        lsn: 2,
+        collection: 'notes',
+        version: version('n2', {
+          deleted: true,
+          vector: null,
+          metadataJson: null,
+        }),
+      },
+      {
+        lsn: 5,
+        collection: 'wide',
+        version: version('w1', {
+          vector: new Float64Array([0.1, 1e300, -7]),
+          metadataJson: '{}',
+        }),
+      },
+    ],
+    cursor: 12,
+    pullLimit: 500,
+    ...overrides,
+  }
+}
+
+function codeOf(run: () => unknown): string | undefined {
+  try {
+    run()
+    return undefined
+  } catch (error) {
+    return isVeloSyncError(error)
+      ? error.code
+      : `not a VeloSyncError: ${String(error)}`
+  }
+}
+
+/** Encodes a hand-built wire object, to send what the typed encoder never would. */
+function raw(data: unknown, format: WireFormat): Uint8Array {
+  return format === 'json'
+    ? new TextEncoder().encode(JSON.stringify(data))
+    : pack(data)
+}
+
+/** A valid JSON-shaped wire request whose first op can be altered. */
+function wireRequest(
+  op: Record<string, unknown> = {},
+  top: Record<string, unknown> = {},
+) {
+  return {
+    protocol: 1,
+    epoch: EPOCH,
+    collections: [{ name: 'notes', dims: 2, metric: 'dot', dtype: 'float32' }],
+    push: [
+      {
+        lsn: 1,
+        collection: 'notes',
+        id: 'a',
+        deleted: false,
+        vector: Buffer.from(new Float32Array([1, 2]).buffer).toString('base64'),
+        metadata: '{}',
+        versionVector: { [ORIGIN]: 1 },
+        hlc: { wallMs: 1, counter: 0 },
+        ...op,
+      },
+    ],
+    cursor: 0,
+    ...top,
+  }
+}
+
+describe.each(FORMATS)('codec (%s)', (format) => {
+  it('round-trips a sync request and sets origin from the device id', () => {
+    const decoded = decodeSyncRequest(
+      encodeMessage(request(), format),
+      format,
+      {
+        deviceId: 'dev1',
+      },
+    )
+    expect(decoded).toEqual({ ...request(), fullResync: false })
+    const resync = request({ fullResync: true })
+    expect(
+      decodeSyncRequest(encodeMessage(resync, format), format, {
+        deviceId: 'dev1',
+      }).fullResync,
+    ).toBe(true)
+    expect(decoded.push[2]?.version.vector).toBeInstanceOf(Float64Array)
+    const other = decodeSyncRequest(encodeMessage(request(), format), format, {
+      deviceId: 'dev2',
+    })
+    expect(other.push[0]?.version.origin).toBe(`dev2.${EPOCH}`)
+  })
+
+  it('fills in the default pullLimit', () => {
+    const data = wireRequest()
+    const bytes =
+      format === 'json'
+        ? raw(data, format)
+        : raw(
+            {
+              ...data,
+              push: data.push.map((op) => ({
+                ...op,
+                vector: new Uint8Array(new Float32Array([1, 2]).buffer),
+              })),
+            },
+            format,
+          )
+    expect(
+      decodeSyncRequest(bytes, format, { deviceId: 'dev1' }).pullLimit,
+    ).toBe(1000)
+  })
+
+  it('round-trips a sync response with results, changes and collections', () => {
+    const response: SyncResponse = {
+      protocol: PROTOCOL_VERSION,
+      collections: [notes],
+      results: [
+        { lsn: 1, collection: 'notes', id: 'n1', outcome: 'applied', seq: 7 },
+        { lsn: 2, collection: 'notes', id: 'n2', outcome: 'duplicate' },
+        {
+          lsn: 3,
+          collection: 'notes',
+          id: 'n3',
+          outcome: 'conflict_lost',
+          seq: 8,
+          version: version('n3', { origin: 'dev9.ffffffff' }),
+        },
+      ],
+      appliedThroughLsn: 3,
+      changes: [
+        { seq: 9, collection: 'notes', version: version('n4') },
+        {
+          seq: 10,
+          collection: 'notes',
+          version: version('n5', {
+            deleted: true,
+            vector: null,
+            metadataJson: null,
+          }),
+        },
+      ],
+      cursor: 10,
+      hasMore: false,
+      skippedEchoes: 1,
+      head: 10,
+    }
+    expect(decodeSyncResponse(encodeMessage(response, format), format)).toEqual(
+      response,
+    )
+  })
+
+  it('round-trips conflicts, ack, health and error bodies', () => {
+    const conflicts = {
+      collections: [notes],
+      conflicts: [
+        {
+          seq: 4,
+          collection: 'notes',
+          id: 'n1',
+          winner: version('n1', {
+            versionVector: { [ORIGIN]: 3, 'dev9.ffffffff': 1 },
+          }),
+          loser: version('n1', {
+            origin: 'dev9.ffffffff',
+            versionVector: { 'dev9.ffffffff': 1 },
+          }),
+          resolvedAtMs: 5,
+        },
+      ],
+    }
+    expect(
+      decodeConflictsResponse(encodeMessage(conflicts, format), format),
+    ).toEqual(conflicts)
+    const ack: AckRequest = {
+      protocol: PROTOCOL_VERSION,
+      epoch: EPOCH,
+      cursor: 3,
+    }
+    expect(decodeAckRequest(encodeMessage(ack, format), format)).toEqual(ack)
+    const health = {
+      status: 'ok' as const,
+      protocol: PROTOCOL_VERSION,
+      head: 3,
+    }
+    expect(decodeHealthResponse(encodeMessage(health, format), format)).toEqual(
+      health,
+    )
+    const error = {
+      error: { code: 'storage_failure', message: 'busy', retryAfterMs: 100 },
+    }
+    expect(decodeErrorBody(encodeMessage(error, format), format)).toEqual(error)
+  })
+
+  it.each([
+    ['garbage', new Uint8Array([0xc1, 0xff, 0x00, 0x7b])],
+    [
+      'a truncated body',
+      () => encodeMessage(request(), format).subarray(0, 40),
+    ],
+    ['an empty body', new Uint8Array(0)],
+  ])('rejects %s with malformed_body', (_, body) => {
+    const bytes = typeof body === 'function' ? body() : body
+    expect(
+      codeOf(() => decodeSyncRequest(bytes, format, { deviceId: 'dev1' })),
+    ).toBe('malformed_body')
+  })
+
+  it('rejects another protocol version with protocol_mismatch', () => {
+    const bytes = raw({ ...wireRequest(), protocol: 2 }, format)
+    expect(
+      codeOf(() => decodeSyncRequest(bytes, format, { deviceId: 'dev1' })),
+    ).toBe('protocol_mismatch')
+  })
+})
+
+describe('codec validation (JSON)', () => {
+  const decode = (data: unknown) =>
+    codeOf(() =>
+      decodeSyncRequest(raw(data, 'json'), 'json', { deviceId: 'dev1' }),
+    )
+  const floats = (...values: number[]) =>
+    Buffer.from(new Float32Array(values).buffer).toString('base64')
+
+  it('accepts the valid baseline', () => {
+    expect(decode(wireRequest())).toBeUndefined()
+  })
+
+  it.each([
+    ['a vector of the wrong length', { vector: floats(1, 2, 3) }],
+    ['NaN in a vector', { vector: floats(1, Number.NaN) }],
+    ['Infinity in a vector', { vector: floats(Number.POSITIVE_INFINITY, 1) }],
+    ['-Infinity in a vector', { vector: floats(1, Number.NEGATIVE_INFINITY) }],
+    ['a vector as a number array', { vector: [1, 2] }],
+    ['non-canonical base64', { vector: `${floats(1, 2)}\n` }],
+    ['non-canonical metadata', { metadata: '{"b":1,"a":2}' }],
+    ['metadata with whitespace', { metadata: '{ }' }],
+    ['metadata that is not JSON', { metadata: '{' }],
+    ['metadata that is not an object', { metadata: '[1]' }],
+    ['a live version without a vector', { vector: null }],
+    ['a tombstone with metadata', { deleted: true, vector: null }],
+    ['a zero lsn', { lsn: 0 }],
+    ['a fractional hlc', { hlc: { wallMs: 1.5, counter: 0 } }],
+    ['an hlc counter above 2^32-1', { hlc: { wallMs: 1, counter: 2 ** 32 } }],
+    [
+      'a version vector with only a __proto__ key',
+      { versionVector: JSON.parse('{"__proto__":1}') as unknown },
+    ],
+    ['an empty version vector', { versionVector: {} }],
+    ['a version vector counter of 0', { versionVector: { [ORIGIN]: 0 } }],
+    ['an empty id', { id: '' }],
+    ['an undeclared collection', { collection: 'other' }],
+  ])('rejects %s with invalid_argument', (_, op) => {
+    expect(decode(wireRequest(op))).toBe('invalid_argument')
+  })
+
+  it.each([
+    ['a bad epoch', { epoch: 'XYZ' }],
+    ['a negative cursor', { cursor: -1 }],
+    ['a pullLimit above 10000', { pullLimit: 10_001 }],
+    ['a missing push', { push: undefined }],
+    [
+      'dims 0',
+      {
+        collections: [
+          { name: 'notes', dims: 0, metric: 'dot', dtype: 'float32' },
+        ],
+      },
+    ],
+    [
+      'an unknown metric',
+      {
+        collections: [
+          { name: 'notes', dims: 2, metric: 'x', dtype: 'float32' },
+        ],
+      },
+    ],
+    [
+      'a collection declared twice differently',
+      {
+        collections: [
+          { name: 'notes', dims: 2, metric: 'dot', dtype: 'float32' },
+          { name: 'notes', dims: 2, metric: 'l2', dtype: 'float32' },
+        ],
+      },
+    ],
+  ])('rejects %s with invalid_argument', (_, top) => {
+    expect(decode(wireRequest({}, top))).toBe('invalid_argument')
+  })
+
+  it('rejects LSNs that do not strictly increase', () => {
+    const data = wireRequest()
+    const op = data.push[0]!
+    expect(decode({ ...data, push: [op, { ...op, id: 'b' }] })).toBe(
+      'invalid_argument',
+    )
+  })
+
+  it('rejects invalid UTF-8 as malformed_body', () => {
+    const bytes = new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d])
+    expect(
+      codeOf(() => decodeSyncRequest(bytes, 'json', { deviceId: 'dev1' })),
+    ).toBe('malformed_body')
+  })
+
+  it('rejects a vector whose bytes decode to NaN in MessagePack too', () => {
+    const data = wireRequest({
+      vector: new Uint8Array(new Float32Array([1, Number.NaN]).buffer),
+    })
+    expect(
+      codeOf(() =>
+        decodeSyncRequest(pack(data), 'msgpack', { deviceId: 'dev1' }),
+      ),
+    ).toBe('invalid_argument')
+  })
+})
+
+describe('wire size', () => {
+  const dims = 384
+  const schema: CollectionSchema = {
+    name: 'emb',
+    dims,
+    metric: 'cosine',
+    dtype: 'float32',
+  }
+  const embedding = new Float32Array(dims).map((_, i) => Math.sin(i + 1))
+
+  function sizeWith(vector: Float32Array | null, format: WireFormat): number {
+    return encodeMessage(
+      request({
+        collections: [schema],
+        push: [
+          {
+            lsn: 1,
+            collection: 'emb',
+            version: version('d', {
+              vector,
+              metadataJson: vector ? '{}' : null,
+              deleted: vector === null,
+            }),
+          },
+        ],
+      }),
+      format,
+    ).length
+  }
+
+  it('a 384-d float32 vector costs at most 5% over its 1536 bytes in MessagePack', () => {
+    const cost = sizeWith(embedding, 'msgpack') - sizeWith(null, 'msgpack')
+    expect(cost).toBeGreaterThanOrEqual(1536)
+    expect(cost).toBeLessThanOrEqual(1536 * 1.05)
+  })
+
+  it('JSON carries it as base64 (4/3), never as decimal numbers', () => {
+    const cost = sizeWith(embedding, 'json') - sizeWith(null, 'json')
+    expect(cost).toBeLessThanOrEqual(Math.ceil(1536 / 3) * 4 + 10)
+  })
+
+  it('decodes 10,000 ops of 384 dims quickly', () => {
+    const ops = Array.from({ length: 10_000 }, (_, i) => ({
+      lsn: i + 1,
+      collection: 'emb',
+      version: version(`doc-${i}`, {
+        vector: embedding,
+        metadataJson: '{"i":1,"lang":"en"}',
+      }),
+    }))
+    for (const format of FORMATS) {
+      const bytes = encodeMessage(
+        request({ collections: [schema], push: ops }),
+        format,
+      )
+      const started = performance.now()
+      const decoded = decodeSyncRequest(bytes, format, { deviceId: 'dev1' })
+      const elapsed = performance.now() - started
+      expect(decoded.push).toHaveLength(10_000)
+      // Generous bound for slow CI machines; typically well under 200 ms here.
+      expect(elapsed, `${format}: ${elapsed.toFixed(0)} ms`).toBeLessThan(3000)
+    }
+  })
+})
+
+describe('negotiate', () => {
+  it.each([
+    ['application/json', undefined, 'json', 'json'],
+    ['application/json; charset=utf-8', '*/*', 'json', 'json'],
+    [MEDIA_TYPES.msgpack, undefined, 'msgpack', 'msgpack'],
+    ['application/json', MEDIA_TYPES.msgpack, 'json', 'msgpack'],
+    [MEDIA_TYPES.msgpack, 'application/json', 'msgpack', 'json'],
+    [
+      'application/json',
+      `${MEDIA_TYPES.msgpack};q=0.5, application/json`,
+      'json',
+      'json',
+    ],
+    ['application/json', `${MEDIA_TYPES.msgpack};q=0`, 'json', 'json'],
+    [undefined, undefined, undefined, 'json'],
+    [undefined, MEDIA_TYPES.msgpack, undefined, 'msgpack'],
+  ])(
+    'Content-Type %s, Accept %s → %s / %s',
+    (contentType, accept, req, res) => {
+      expect(negotiate(contentType, accept)).toEqual({
+        request: req,
+        response: res,
+      })
+    },
+  )
+
+  it('rejects other media types with unsupported_media_type', () => {
+    expect(codeOf(() => negotiate('text/plain', undefined))).toBe(
+      'unsupported_media_type',
+    )
+  })
+})
+
+describe('error status', () => {
+  it('maps codes per PROTOCOL.md', () => {
+    expect(errorStatus('digest_mismatch')).toBe(400)
+    expect(errorStatus('unauthorized')).toBe(401)
+    expect(errorStatus('already_exists')).toBe(409)
+    expect(errorStatus('busy')).toBe(503)
+    expect(errorStatus('resync_required')).toBe(410)
+    expect(errorStatus('payload_too_large')).toBe(413)
+    expect(errorStatus('unsupported_media_type')).toBe(415)
+    expect(errorCodeFromWire('lsn_reused')).toBe('lsn_reused')
+    expect(errorCodeFromWire('from_the_future')).toBe('internal')
+  })
+})

@@ -1,0 +1,644 @@
+import { Packr } from 'msgpackr'
+import type { z } from 'zod'
+import { VeloSyncError, invalidArgument } from '../errors.js'
+import type { CollectionSchema } from '../model/collection.js'
+import type { DocumentVersion } from '../model/document-version.js'
+import { assertDocumentId, replicaIdOf } from '../model/ids.js'
+import { canonicalMetadataJson } from '../model/metadata.js'
+import {
+  vectorFromBytes,
+  vectorToBytes,
+  type StoredVector,
+} from '../model/vector.js'
+import type {
+  ConflictRecord,
+  OpResult,
+  PulledVersion,
+  PushOp,
+} from '../ports/server-store.js'
+import { decodeBase64, encodeBase64 } from './base64.js'
+import {
+  JSON_SCHEMAS,
+  MSGPACK_SCHEMAS,
+  type AckRequest,
+  type ConflictsResponse,
+  type DigestResponse,
+  type ErrorBody,
+  type HealthResponse,
+  type SyncRequest,
+  type SyncResponse,
+} from './messages.js'
+import { PROTOCOL_VERSION } from './protocol-version.js'
+
+/**
+ * The two encodings of the protocol.
+ *
+ * @public
+ */
+export type WireFormat = 'json' | 'msgpack'
+
+/**
+ * The media type of each encoding.
+ *
+ * @public
+ */
+export const MEDIA_TYPES: Readonly<Record<WireFormat, string>> = {
+  json: 'application/json',
+  msgpack: 'application/vnd.velosync+msgpack',
+}
+
+/**
+ * Any message this module encodes. Sync requests and responses and conflict listings carry
+ * vectors and are converted per encoding; the others are plain data.
+ *
+ * @public
+ */
+export type Message =
+  | SyncRequest
+  | SyncResponse
+  | ConflictsResponse
+  | AckRequest
+  | DigestResponse
+  | HealthResponse
+  | ErrorBody
+
+/** Web-platform globals (browsers, Node), typed here because `core` has no DOM lib. */
+interface TextCodecs {
+  TextEncoder: new () => { encode(text: string): Uint8Array }
+  TextDecoder: new (
+    label: string,
+    options: { fatal: boolean },
+  ) => { decode(bytes: Uint8Array): string }
+}
+const platform = globalThis as unknown as TextCodecs
+const utf8Encoder = new platform.TextEncoder()
+// fatal: invalid UTF-8 is a malformed body, not text with replacement characters.
+const utf8Decoder = new platform.TextDecoder('utf-8', { fatal: true })
+
+// Plain maps (no msgpackr records): any MessagePack implementation can read the wire.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true })
+
+/**
+ * Chooses the encodings of a request and its response.
+ *
+ * @remarks
+ * The request's encoding comes from `Content-Type` (parameters such as `charset` are
+ * ignored). The response uses the same encoding unless `Accept` prefers the other one
+ * (by q-value; a tie keeps the request's). Requests without a body pass `undefined` as
+ * `contentType`; their response is JSON unless `Accept` prefers MessagePack.
+ *
+ * @throws `unsupported_media_type` when a `Content-Type` is neither encoding.
+ * @example
+ * ```ts
+ * negotiate('application/json', 'application/vnd.velosync+msgpack')
+ * // { request: 'json', response: 'msgpack' }
+ * ```
+ * @public
+ */
+export function negotiate(
+  contentType: string | null | undefined,
+  accept: string | null | undefined,
+): { request: WireFormat | undefined; response: WireFormat } {
+  let request: WireFormat | undefined
+  if (contentType !== null && contentType !== undefined) {
+    request = formatOfMediaType(contentType)
+    if (request === undefined) {
+      throw new VeloSyncError(
+        'unsupported_media_type',
+        `unsupported Content-Type ${JSON.stringify(contentType.slice(0, 100))}; send ${MEDIA_TYPES.json} or ${MEDIA_TYPES.msgpack}`,
+      )
+    }
+  }
+  const fallback = request ?? 'json'
+  if (accept === null || accept === undefined) {
+    return { request, response: fallback }
+  }
+  const quality: Record<WireFormat, number> = { json: -1, msgpack: -1 }
+  for (const range of accept.split(',')) {
+    const [type = '', ...params] = range.split(';')
+    const format = formatOfMediaType(type)
+    if (format === undefined) continue
+    let q = 1
+    for (const param of params) {
+      const [name, value] = param.split('=')
+      if (name?.trim().toLowerCase() === 'q') q = Number(value ?? '1')
+    }
+    if (Number.isFinite(q)) quality[format] = Math.max(quality[format], q)
+  }
+  const other: WireFormat = fallback === 'json' ? 'msgpack' : 'json'
+  const response =
+    quality[other] > 0 && quality[other] > quality[fallback] ? other : fallback
+  return { request, response }
+}
+
+/** The encoding a media type names, ignoring parameters and case. */
+function formatOfMediaType(mediaType: string): WireFormat | undefined {
+  const essence = (mediaType.split(';')[0] ?? '').trim().toLowerCase()
+  if (essence === MEDIA_TYPES.json) return 'json'
+  if (essence === MEDIA_TYPES.msgpack) return 'msgpack'
+  return undefined
+}
+
+/**
+ * Encodes a message for the wire.
+ *
+ * @remarks
+ * Vectors become base64 of their little-endian bytes in JSON and `bin` in MessagePack.
+ * The message is not validated: encode only what this module decoded or what was built
+ * from validated parts (a store's results).
+ *
+ * @example
+ * ```ts
+ * const body = encodeMessage({ status: 'ok', protocol: PROTOCOL_VERSION, head: 0 }, 'json')
+ * ```
+ * @public
+ */
+export function encodeMessage(
+  message: Message,
+  format: WireFormat,
+): Uint8Array {
+  const vector =
+    format === 'json'
+      ? (v: StoredVector) => encodeBase64(vectorToBytes(v))
+      : (v: StoredVector) => vectorToBytes(v)
+  let wire: unknown = message
+  if ('push' in message) wire = syncRequestToWire(message, vector)
+  else if ('results' in message) wire = syncResponseToWire(message, vector)
+  else if ('conflicts' in message) wire = conflictsToWire(message, vector)
+  if (format === 'json') return utf8Encoder.encode(JSON.stringify(wire))
+  return packr.pack(wire)
+}
+
+type VectorOut = (vector: StoredVector) => string | Uint8Array
+
+/** The wire fields of a version, without `origin` (requests) or extra fields. */
+function versionFields(
+  collection: string,
+  version: DocumentVersion,
+  vector: VectorOut,
+) {
+  return {
+    collection,
+    id: version.id,
+    deleted: version.deleted,
+    vector: version.vector === null ? null : vector(version.vector),
+    metadata: version.metadataJson,
+    versionVector: version.versionVector,
+    hlc: { wallMs: version.hlc.wallMs, counter: version.hlc.counter },
+  }
+}
+
+function wireVersion(
+  collection: string,
+  version: DocumentVersion,
+  vector: VectorOut,
+) {
+  return {
+    ...versionFields(collection, version, vector),
+    origin: version.origin,
+  }
+}
+
+function specOf(schema: CollectionSchema) {
+  return {
+    name: schema.name,
+    dims: schema.dims,
+    metric: schema.metric,
+    dtype: schema.dtype,
+  }
+}
+
+function syncRequestToWire(message: SyncRequest, vector: VectorOut) {
+  return {
+    protocol: message.protocol,
+    epoch: message.epoch,
+    collections: message.collections.map(specOf),
+    push: message.push.map((op) => ({
+      ...versionFields(op.collection, op.version, vector),
+      lsn: op.lsn,
+    })),
+    cursor: message.cursor,
+    pullLimit: message.pullLimit,
+    // Left out when false, its default: the common request stays as small as before.
+    ...(message.fullResync === true ? { fullResync: true } : {}),
+  }
+}
+
+function syncResponseToWire(message: SyncResponse, vector: VectorOut) {
+  return {
+    protocol: message.protocol,
+    collections: message.collections.map(specOf),
+    results: message.results.map((result) => {
+      const out: Record<string, unknown> = {
+        lsn: result.lsn,
+        collection: result.collection,
+        id: result.id,
+        outcome: result.outcome,
+      }
+      // Absent, never null: `undefined` has no MessagePack form that every reader accepts.
+      if (result.seq !== undefined) out['seq'] = result.seq
+      if (result.version !== undefined) {
+        out['version'] = wireVersion(result.collection, result.version, vector)
+      }
+      return out
+    }),
+    appliedThroughLsn: message.appliedThroughLsn,
+    changes: message.changes.map((change) => ({
+      ...wireVersion(change.collection, change.version, vector),
+      seq: change.seq,
+    })),
+    cursor: message.cursor,
+    hasMore: message.hasMore,
+    skippedEchoes: message.skippedEchoes,
+    head: message.head,
+  }
+}
+
+function conflictsToWire(message: ConflictsResponse, vector: VectorOut) {
+  return {
+    collections: message.collections.map(specOf),
+    conflicts: message.conflicts.map((record) => ({
+      seq: record.seq,
+      collection: record.collection,
+      id: record.id,
+      winner: wireVersion(record.collection, record.winner, vector),
+      loser: wireVersion(record.collection, record.loser, vector),
+      resolvedAtMs: record.resolvedAtMs,
+    })),
+  }
+}
+
+/** Parses the body into plain data, or throws `malformed_body`. */
+function parseBody(bytes: Uint8Array, format: WireFormat): unknown {
+  try {
+    if (format === 'json') return JSON.parse(utf8Decoder.decode(bytes))
+    return packr.unpack(bytes)
+  } catch (error) {
+    throw new VeloSyncError(
+      'malformed_body',
+      `the body is not valid ${format === 'json' ? 'JSON' : 'MessagePack'}: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    )
+  }
+}
+
+/** Checks `protocol` before the schema, so that another version gets its own error. */
+function checkProtocol(data: unknown): void {
+  if (typeof data !== 'object' || data === null) return
+  const protocol = (data as { protocol?: unknown }).protocol
+  if (protocol !== undefined && protocol !== PROTOCOL_VERSION) {
+    throw new VeloSyncError(
+      'protocol_mismatch',
+      `this side speaks protocol ${PROTOCOL_VERSION}, the message has ${JSON.stringify(protocol)}; upgrade the older side`,
+    )
+  }
+}
+
+/** Validates with `schema`, or throws `invalid_argument` naming the first bad field. */
+function validate<S extends z.ZodType>(
+  schema: S,
+  data: unknown,
+  what: string,
+): z.infer<S> {
+  const result = schema.safeParse(data)
+  if (result.success) return result.data
+  const issue = result.error.issues[0]
+  const path =
+    issue === undefined || issue.path.length === 0
+      ? '(root)'
+      : issue.path.map(String).join('.')
+  throw invalidArgument(
+    `${what}: ${path}: ${issue?.message ?? 'invalid'}${result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problems)` : ''}`,
+  )
+}
+
+/** The collection specs of a message, by name; a name declared twice must agree. */
+function collectionMap(
+  specs: readonly CollectionSchema[],
+): Map<string, CollectionSchema> {
+  const byName = new Map<string, CollectionSchema>()
+  for (const spec of specs) {
+    const known = byName.get(spec.name)
+    if (
+      known !== undefined &&
+      (known.dims !== spec.dims ||
+        known.metric !== spec.metric ||
+        known.dtype !== spec.dtype)
+    ) {
+      throw invalidArgument(
+        `collections: ${spec.name} is declared twice with different settings`,
+      )
+    }
+    byName.set(spec.name, { ...spec })
+  }
+  return byName
+}
+
+interface WireVersionData {
+  collection: string
+  id: string
+  deleted: boolean
+  vector: string | Uint8Array | null
+  metadata: string | null
+  versionVector: Record<string, number>
+  hlc: { wallMs: number; counter: number }
+}
+
+/** Converts one validated wire version into a document version (vector, metadata checks). */
+function toDocumentVersion(
+  wire: WireVersionData,
+  origin: string,
+  collections: ReadonlyMap<string, CollectionSchema>,
+  where: string,
+): DocumentVersion {
+  const schema = collections.get(wire.collection)
+  if (schema === undefined) {
+    throw invalidArgument(
+      `${where}: collection ${wire.collection} is not declared in collections`,
+    )
+  }
+  assertDocumentId(wire.id)
+  if (
+    wire.deleted !== (wire.vector === null) ||
+    wire.deleted !== (wire.metadata === null)
+  ) {
+    throw invalidArgument(
+      `${where}: vector and metadata must be null exactly when deleted is true (document ${JSON.stringify(wire.id)})`,
+    )
+  }
+  // zod drops a `__proto__` key rather than copying it, so check emptiness after parsing.
+  if (Object.keys(wire.versionVector).length === 0) {
+    throw invalidArgument(
+      `${where}.versionVector: needs at least one entry (the writer's counter)`,
+    )
+  }
+  let vector: StoredVector | null = null
+  let metadataJson: string | null = null
+  if (wire.vector !== null && wire.metadata !== null) {
+    const bytes =
+      typeof wire.vector === 'string' ? decodeBase64(wire.vector) : wire.vector
+    if (bytes === undefined) {
+      throw invalidArgument(`${where}.vector: not canonical base64`)
+    }
+    try {
+      vector = vectorFromBytes(bytes, schema.dtype, schema.dims)
+    } catch {
+      throw invalidArgument(
+        `${where}.vector: collection ${schema.name} has ${schema.dims} × ${schema.dtype} (${schema.dims * (schema.dtype === 'float32' ? 4 : 8)} bytes), got ${bytes.length} bytes`,
+      )
+    }
+    for (let i = 0; i < vector.length; i++) {
+      const value = vector[i] as number
+      // x - x is 0 for every finite x and NaN for NaN and ±Infinity.
+      if (value - value !== 0) {
+        throw invalidArgument(
+          `${where}.vector: element ${i} is ${value}; vectors must contain finite numbers only`,
+        )
+      }
+    }
+    metadataJson = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
+  }
+  return {
+    id: wire.id,
+    deleted: wire.deleted,
+    vector,
+    metadataJson,
+    versionVector: { ...wire.versionVector },
+    hlc: { wallMs: wire.hlc.wallMs, counter: wire.hlc.counter },
+    origin,
+  }
+}
+
+function checkCanonicalMetadata(text: string, where: string): string {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw invalidArgument(`${where}: not valid JSON`)
+  }
+  const canonical = canonicalMetadataJson(parsed)
+  if (canonical !== text) {
+    throw invalidArgument(
+      `${where}: not in canonical form (no whitespace, sorted keys); send canonicalMetadataJson(metadata)`,
+    )
+  }
+  return canonical
+}
+
+/** Options of {@link decodeSyncRequest}. */
+export interface DecodeSyncRequestOptions {
+  /**
+   * The authenticated device: every pushed version's `origin` becomes
+   * `<deviceId>.<epoch>` (DESIGN 8: identity comes from credentials, never the body).
+   */
+  readonly deviceId: string
+}
+
+/**
+ * Decodes and validates a whole `POST /v1/sync` request body.
+ *
+ * @remarks
+ * Checks, in order: the encoding, `protocol`, the schema of every field, that every
+ * pushed op names a declared collection, strictly increasing LSNs, vector length for
+ * the collection's dims and dtype, finite vector values, canonical metadata, and
+ * `deleted` ⇔ no vector and no metadata. Nothing is partially accepted.
+ *
+ * @throws `malformed_body`, `protocol_mismatch` or `invalid_argument`.
+ * @public
+ */
+export function decodeSyncRequest(
+  bytes: Uint8Array,
+  format: WireFormat,
+  options: DecodeSyncRequestOptions,
+): SyncRequest {
+  const data = parseBody(bytes, format)
+  checkProtocol(data)
+  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
+  const wire = validate(schemas.SyncRequest, data, 'sync request')
+  const origin = replicaIdOf(options.deviceId, wire.epoch)
+  const collections = collectionMap(wire.collections)
+  const push: PushOp[] = []
+  let previousLsn = 0
+  for (let i = 0; i < wire.push.length; i++) {
+    const op = wire.push[i] as (typeof wire.push)[number]
+    if (op.lsn <= previousLsn) {
+      throw invalidArgument(
+        `push.${i}.lsn: LSNs must strictly increase, got ${op.lsn} after ${previousLsn}`,
+      )
+    }
+    previousLsn = op.lsn
+    push.push({
+      lsn: op.lsn,
+      collection: op.collection,
+      version: toDocumentVersion(op, origin, collections, `push.${i}`),
+    })
+  }
+  return {
+    protocol: PROTOCOL_VERSION,
+    epoch: wire.epoch,
+    collections: [...collections.values()],
+    push,
+    cursor: wire.cursor,
+    pullLimit: wire.pullLimit,
+    fullResync: wire.fullResync,
+  }
+}
+
+/**
+ * Decodes and validates a `POST /v1/sync` response body. Vectors are decoded with the
+ * response's own `collections`.
+ *
+ * @throws `malformed_body`, `protocol_mismatch` or `invalid_argument`.
+ * @public
+ */
+export function decodeSyncResponse(
+  bytes: Uint8Array,
+  format: WireFormat,
+): SyncResponse {
+  const data = parseBody(bytes, format)
+  checkProtocol(data)
+  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
+  const wire = validate(schemas.SyncResponse, data, 'sync response')
+  const collections = collectionMap(wire.collections)
+  const results = wire.results.map((result, i): OpResult => {
+    const version =
+      result.version === undefined
+        ? undefined
+        : toDocumentVersion(
+            result.version,
+            result.version.origin,
+            collections,
+            `results.${i}.version`,
+          )
+    return {
+      lsn: result.lsn,
+      collection: result.collection,
+      id: result.id,
+      outcome: result.outcome,
+      ...(result.seq === undefined ? {} : { seq: result.seq }),
+      ...(version === undefined ? {} : { version }),
+    }
+  })
+  const changes = wire.changes.map((change, i): PulledVersion => ({
+    seq: change.seq,
+    collection: change.collection,
+    version: toDocumentVersion(
+      change,
+      change.origin,
+      collections,
+      `changes.${i}`,
+    ),
+  }))
+  return {
+    protocol: PROTOCOL_VERSION,
+    collections: [...collections.values()],
+    results,
+    appliedThroughLsn: wire.appliedThroughLsn,
+    changes,
+    cursor: wire.cursor,
+    hasMore: wire.hasMore,
+    skippedEchoes: wire.skippedEchoes,
+    head: wire.head,
+  }
+}
+
+/**
+ * Decodes and validates a `GET /v1/conflicts` response body.
+ *
+ * @throws `malformed_body` or `invalid_argument`.
+ * @public
+ */
+export function decodeConflictsResponse(
+  bytes: Uint8Array,
+  format: WireFormat,
+): ConflictsResponse {
+  const data = parseBody(bytes, format)
+  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
+  const wire = validate(schemas.ConflictsResponse, data, 'conflicts response')
+  const collections = collectionMap(wire.collections)
+  const conflicts = wire.conflicts.map((record, i): ConflictRecord => ({
+    seq: record.seq,
+    collection: record.collection,
+    id: record.id,
+    winner: toDocumentVersion(
+      record.winner,
+      record.winner.origin,
+      collections,
+      `conflicts.${i}.winner`,
+    ),
+    loser: toDocumentVersion(
+      record.loser,
+      record.loser.origin,
+      collections,
+      `conflicts.${i}.loser`,
+    ),
+    resolvedAtMs: record.resolvedAtMs,
+  }))
+  return { collections: [...collections.values()], conflicts }
+}
+
+/**
+ * Decodes and validates a `POST /v1/ack` request body.
+ *
+ * @throws `malformed_body`, `protocol_mismatch` or `invalid_argument`.
+ * @public
+ */
+export function decodeAckRequest(
+  bytes: Uint8Array,
+  format: WireFormat,
+): AckRequest {
+  const data = parseBody(bytes, format)
+  checkProtocol(data)
+  return validate(JSON_SCHEMAS.AckRequest, data, 'ack request')
+}
+
+/**
+ * Decodes and validates a digest response body.
+ *
+ * @throws `malformed_body` or `invalid_argument`.
+ * @public
+ */
+export function decodeDigestResponse(
+  bytes: Uint8Array,
+  format: WireFormat,
+): DigestResponse {
+  return validate(
+    JSON_SCHEMAS.DigestResponse,
+    parseBody(bytes, format),
+    'digest response',
+  )
+}
+
+/**
+ * Decodes and validates a health response body.
+ *
+ * @throws `malformed_body` or `invalid_argument`.
+ * @public
+ */
+export function decodeHealthResponse(
+  bytes: Uint8Array,
+  format: WireFormat,
+): HealthResponse {
+  return validate(
+    JSON_SCHEMAS.HealthResponse,
+    parseBody(bytes, format),
+    'health response',
+  )
+}
+
+/**
+ * Decodes and validates an error response body.
+ *
+ * @throws `malformed_body` or `invalid_argument`.
+ * @public
+ */
+export function decodeErrorBody(
+  bytes: Uint8Array,
+  format: WireFormat,
+): ErrorBody {
+  return validate(
+    JSON_SCHEMAS.ErrorBody,
+    parseBody(bytes, format),
+    'error body',
+  )
+}
