@@ -1,0 +1,643 @@
+import type { AddressInfo } from 'node:net'
+import { createAdaptorServer } from '@hono/node-server'
+import {
+  MEDIA_TYPES,
+  PROTOCOL_VERSION,
+  VeloSyncError,
+  assertDeviceId,
+  contentDigestHeader,
+  decodeAckRequest,
+  decodeSyncRequest,
+  encodeMessage,
+  errorStatus,
+  invalidArgument,
+  isVeloSyncError,
+  negotiate,
+  verifyContentDigest,
+  wireErrorCode,
+  type CollectionSchema,
+  type ConflictResolver,
+  type ErrorBody,
+  type Message,
+  type ReplicaRef,
+  type ServerStore,
+  type SyncRequest,
+  type WireFormat,
+} from '@velosync/core'
+import { Hono } from 'hono'
+import {
+  acceptsGzip,
+  decodeContentEncoding,
+  gzipBody,
+  readBody,
+} from './http-body.js'
+import { nodeSha256 } from './node-sha256.js'
+import { hashToken } from './tokens.js'
+
+/** Default {@link SyncServerOptions.maxBodyBytes}: 32 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+/** Default {@link SyncServerOptions.tombstoneRetentionMs}: 30 days. */
+export const DEFAULT_TOMBSTONE_RETENTION_MS = 30 * 24 * 60 * 60 * 1000
+/** Garbage collection runs after a push at most this often. */
+export const GC_INTERVAL_MS = 60_000
+/** Responses above this many bytes are gzipped when the client accepts it (PROTOCOL.md). */
+export const GZIP_THRESHOLD_BYTES = 1024
+/** `limit` of `GET /v1/conflicts` when the query leaves it out. */
+export const DEFAULT_CONFLICTS_LIMIT = 100
+/** Largest `limit` of `GET /v1/conflicts`: bounds one response (two versions per record). */
+export const MAX_CONFLICTS_LIMIT = 1000
+/** What a `storage_failure` response tells the client to wait before retrying. */
+const STORAGE_RETRY_AFTER_MS = 1000
+
+/**
+ * The subset of a pino logger the server calls (pino itself fits).
+ *
+ * @public
+ */
+export interface SyncServerLogger {
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
+
+/**
+ * How clients authenticate.
+ *
+ * - `token`: `Authorization: Bearer <token>`; the device is the token's owner (DESIGN 8).
+ * - `open`: local development only. A bearer token still works; without one, the device
+ *   is whatever `X-VeloSync-Device` names. Never expose such a server.
+ *
+ * @public
+ */
+export type SyncServerAuth = { mode: 'token' } | { mode: 'open' }
+
+/**
+ * Options of {@link createSyncServer}.
+ *
+ * @public
+ */
+export interface SyncServerOptions {
+  /** The master store. No default: the composition root (the CLI) picks one. */
+  readonly store: ServerStore
+  /** How devices authenticate. */
+  readonly auth: SyncServerAuth
+  /** Largest accepted request body, before and after gunzip. Default 32 MiB. */
+  readonly maxBodyBytes?: number
+  /** Picks the winner of concurrent versions. Default: the store's rule (HLC, then origin). */
+  readonly resolver?: ConflictResolver
+  /** How long tombstones (and silent devices' claims on them) are kept. Default 30 days. */
+  readonly tombstoneRetentionMs?: number
+  /** Milliseconds since the epoch. Default `Date.now`. */
+  readonly clock?: () => number
+  /** Where requests, failures and garbage collections are logged. Default: nowhere. */
+  readonly logger?: SyncServerLogger
+}
+
+/**
+ * A running VeloSync sync server: a Web-standard fetch handler plus a Node listener.
+ *
+ * @public
+ */
+export interface SyncServer {
+  /** Handles one request (usable without a socket, e.g. by an in-memory transport). */
+  fetch(request: Request): Promise<Response>
+  /**
+   * Listens on `port` (0: any free port) of `host` (default `127.0.0.1`).
+   *
+   * @returns the bound port and a `close()` that stops listening and waits for a
+   *   running garbage collection. The store stays open: its owner closes it.
+   */
+  listen(options: {
+    port: number
+    host?: string
+  }): Promise<{ port: number; close(): Promise<void> }>
+}
+
+/** What a route handler gets: the request after authentication and negotiation. */
+interface Call {
+  readonly request: Request
+  /** The authenticated device ('' on routes without authentication). */
+  readonly deviceId: string
+  /** The request body's encoding (JSON on routes without a body). */
+  readonly format: WireFormat
+  readonly responseFormat: WireFormat
+  param(name: string): string
+}
+
+const silentLogger: SyncServerLogger = {
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+}
+
+/**
+ * Creates the sync server of `docs/PROTOCOL.md` over a {@link ServerStore}.
+ *
+ * @remarks
+ * Every request is checked completely before the store is written (DESIGN 7): for
+ * `POST /v1/sync` the order is authentication, media type, size, `Content-Digest` over
+ * the raw bytes, gunzip, decoding and validation of the whole body, the declared
+ * collections, and only then one `push` transaction followed by a pull. Error bodies use
+ * the negotiated encoding and carry a `Content-Digest` too.
+ *
+ * @example
+ * ```ts
+ * import { createSyncServer } from '@velosync/server'
+ * import { SqliteServerStore } from '@velosync/storage-sqlite'
+ *
+ * const store = SqliteServerStore.open({ path: 'server.db' })
+ * const server = createSyncServer({ store, auth: { mode: 'token' } })
+ * const { port, close } = await server.listen({ port: 8787 })
+ * ```
+ * @public
+ */
+export function createSyncServer(options: SyncServerOptions): SyncServer {
+  const { store } = options
+  if (
+    options.auth?.mode !== 'token' &&
+    (options.auth as { mode?: unknown } | undefined)?.mode !== 'open'
+  ) {
+    throw invalidArgument("auth must be { mode: 'token' } or { mode: 'open' }")
+  }
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    throw invalidArgument('maxBodyBytes must be a positive integer')
+  }
+  const retentionMs =
+    options.tombstoneRetentionMs ?? DEFAULT_TOMBSTONE_RETENTION_MS
+  if (!Number.isSafeInteger(retentionMs) || retentionMs < 0) {
+    throw invalidArgument('tombstoneRetentionMs must be a non-negative integer')
+  }
+  const clock = options.clock ?? Date.now
+  const logger = options.logger ?? silentLogger
+  const openMode = options.auth.mode === 'open'
+
+  let lastGcAtMs = Number.NEGATIVE_INFINITY
+  let gcRunning: Promise<void> | undefined
+
+  /** Starts a garbage collection in the background, at most once per interval. */
+  function maybeCollectGarbage(): void {
+    const now = clock()
+    if (gcRunning !== undefined || now - lastGcAtMs < GC_INTERVAL_MS) return
+    lastGcAtMs = now
+    gcRunning = store
+      .collectGarbage({ nowMs: now, retentionMs })
+      .then((result) => {
+        if (result.removedTombstones > 0) {
+          logger.info(result, 'collected tombstones')
+        }
+      })
+      .catch((error: unknown) => {
+        // Best effort: the next push tries again after the interval.
+        logger.warn({ err: error }, 'tombstone garbage collection failed')
+      })
+      .finally(() => {
+        gcRunning = undefined
+      })
+  }
+
+  async function authenticate(request: Request): Promise<string> {
+    const authorization = request.headers.get('authorization')
+    if (authorization !== null) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
+      if (match === null) {
+        throw new VeloSyncError(
+          'unauthorized',
+          'the Authorization header must be "Bearer <token>"',
+        )
+      }
+      const deviceId = await store.findDeviceByTokenHash(
+        hashToken(match[1] as string),
+      )
+      if (deviceId === undefined) {
+        throw new VeloSyncError(
+          'unauthorized',
+          'unknown or revoked token; create one with `velosync token create --device <name>`',
+        )
+      }
+      return deviceId
+    }
+    if (openMode) {
+      const deviceId = request.headers.get('x-velosync-device')
+      if (deviceId !== null) {
+        try {
+          assertDeviceId(deviceId)
+        } catch (error) {
+          throw new VeloSyncError(
+            'unauthorized',
+            `X-VeloSync-Device: ${(error as Error).message}`,
+          )
+        }
+        return deviceId
+      }
+    }
+    throw new VeloSyncError(
+      'unauthorized',
+      openMode
+        ? 'send Authorization: Bearer <token> or, on this open-mode server, X-VeloSync-Device: <deviceId>'
+        : 'send Authorization: Bearer <token>',
+    )
+  }
+
+  /** Reads, size-checks, digest-checks and un-gzips a request body (in that order). */
+  async function readCheckedBody(request: Request): Promise<Uint8Array> {
+    const raw = await readBody(request, maxBodyBytes)
+    verifyContentDigest(request.headers.get('content-digest'), raw, nodeSha256)
+    return decodeContentEncoding(
+      raw,
+      request.headers.get('content-encoding'),
+      maxBodyBytes,
+    )
+  }
+
+  /**
+   * Ensures the declared collections. All are checked before any is created, so a
+   * mismatch on the second one does not leave the first one behind.
+   */
+  async function ensureCollections(
+    specs: readonly CollectionSchema[],
+  ): Promise<void> {
+    const missing: CollectionSchema[] = []
+    for (const spec of specs) {
+      const existing = await store.getCollection(spec.name)
+      if (existing === undefined) missing.push(spec)
+      else if (
+        existing.dims !== spec.dims ||
+        existing.metric !== spec.metric ||
+        existing.dtype !== spec.dtype
+      ) {
+        throw schemaMismatch(spec, existing)
+      }
+    }
+    for (const spec of missing) {
+      try {
+        await store.ensureCollection(spec)
+      } catch (error) {
+        // Another request created it in between, with other settings.
+        if (isVeloSyncError(error, 'already_exists')) {
+          const existing = await store.getCollection(spec.name)
+          throw existing === undefined ? error : schemaMismatch(spec, existing)
+        }
+        throw error
+      }
+    }
+  }
+
+  async function handleSync(call: Call): Promise<Response> {
+    const { request, deviceId, format, responseFormat } = call
+    const body = await readCheckedBody(request)
+    const sync: SyncRequest = decodeSyncRequest(body, format, { deviceId })
+    await ensureCollections(sync.collections)
+    const replica: ReplicaRef = { deviceId, epoch: sync.epoch }
+    // The pull below could still refuse the cursor (resync_required) after the push
+    // committed; checking it first keeps "no error response after a write" (DESIGN 7)
+    // except for a garbage collection racing in between.
+    const pullOptions = { includeEchoes: sync.fullResync === true }
+    if (sync.cursor > 0) await store.pull(replica, sync.cursor, 1, pullOptions)
+    const pushed = await store.push(replica, sync.push, {
+      nowMs: clock(),
+      ...(options.resolver === undefined ? {} : { resolver: options.resolver }),
+    })
+    if (sync.push.length > 0) maybeCollectGarbage()
+    const pulled = await store.pull(
+      replica,
+      sync.cursor,
+      sync.pullLimit,
+      pullOptions,
+    )
+    const head = Math.max(pushed.head, await store.head())
+
+    // Every collection a returned version belongs to, so that the device can decode
+    // vectors of collections it has not seen yet.
+    const named = new Set<string>()
+    for (const result of pushed.results) {
+      if (result.version !== undefined) named.add(result.collection)
+    }
+    for (const change of pulled.versions) named.add(change.collection)
+    const collections: CollectionSchema[] = []
+    for (const name of named) {
+      const schema = await store.getCollection(name)
+      if (schema !== undefined) collections.push(schema)
+    }
+
+    logger.info(
+      {
+        deviceId,
+        epoch: sync.epoch,
+        pushed: sync.push.length,
+        pulled: pulled.versions.length,
+        skippedEchoes: pulled.skippedEchoes,
+        head,
+      },
+      'sync',
+    )
+    return respond(
+      request,
+      200,
+      {
+        protocol: PROTOCOL_VERSION,
+        collections,
+        results: pushed.results,
+        appliedThroughLsn: pushed.appliedThroughLsn,
+        changes: pulled.versions,
+        cursor: pulled.cursor,
+        hasMore: pulled.hasMore,
+        skippedEchoes: pulled.skippedEchoes,
+        head,
+      },
+      responseFormat,
+    )
+  }
+
+  async function handleAck(call: Call): Promise<Response> {
+    const body = await readCheckedBody(call.request)
+    const ack = decodeAckRequest(body, call.format)
+    const deviceId = call.deviceId
+    await store.ack({ deviceId, epoch: ack.epoch }, ack.cursor)
+    return new Response(null, { status: 204 })
+  }
+
+  async function handleDigest(call: Call, name: string): Promise<Response> {
+    const { request, responseFormat } = call
+    if ((await store.getCollection(name)) === undefined) {
+      throw new VeloSyncError(
+        'not_found',
+        `no collection named ${JSON.stringify(name.slice(0, 80))}`,
+      )
+    }
+    const digest = await store.digest(name)
+    const head = await store.head()
+    return respond(
+      request,
+      200,
+      { collection: name, digest, head },
+      responseFormat,
+    )
+  }
+
+  async function handleConflicts(call: Call): Promise<Response> {
+    const { request, responseFormat } = call
+    const query = new URL(request.url).searchParams
+    const collection = query.get('collection') ?? undefined
+    const afterSeq = queryInteger(query.get('after'), 'after', 0, 0)
+    const limit = queryInteger(
+      query.get('limit'),
+      'limit',
+      DEFAULT_CONFLICTS_LIMIT,
+      1,
+      MAX_CONFLICTS_LIMIT,
+    )
+    if (
+      collection !== undefined &&
+      (await store.getCollection(collection)) === undefined
+    ) {
+      throw new VeloSyncError(
+        'not_found',
+        `no collection named ${JSON.stringify(collection.slice(0, 80))}`,
+      )
+    }
+    const conflicts = await store.conflicts({
+      limit,
+      afterSeq,
+      ...(collection === undefined ? {} : { collection }),
+    })
+    const collections: CollectionSchema[] = []
+    for (const name of new Set(conflicts.map((record) => record.collection))) {
+      const schema = await store.getCollection(name)
+      if (schema !== undefined) collections.push(schema)
+    }
+    return respond(request, 200, { collections, conflicts }, responseFormat)
+  }
+
+  /** Encodes, gzips when it pays and is accepted, and signs a response body. */
+  async function respond(
+    request: Request,
+    status: number,
+    message: Message,
+    format: WireFormat,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<Response> {
+    let body = encodeMessage(message, format)
+    const headers = new Headers({
+      'content-type': MEDIA_TYPES[format],
+      vary: 'Accept, Accept-Encoding',
+      ...extraHeaders,
+    })
+    if (
+      body.length > GZIP_THRESHOLD_BYTES &&
+      acceptsGzip(request.headers.get('accept-encoding'))
+    ) {
+      body = await gzipBody(body)
+      headers.set('content-encoding', 'gzip')
+    }
+    headers.set('content-digest', contentDigestHeader(body, nodeSha256))
+    return new Response(body as Uint8Array<ArrayBuffer>, { status, headers })
+  }
+
+  async function respondError(
+    request: Request,
+    error: unknown,
+    format: WireFormat,
+  ): Promise<Response> {
+    let body: ErrorBody
+    let status: number
+    if (isVeloSyncError(error)) {
+      const code = wireErrorCode(error.code)
+      status = errorStatus(error.code)
+      body = {
+        error: {
+          code,
+          message: error.message,
+          ...(code === 'storage_failure'
+            ? { retryAfterMs: STORAGE_RETRY_AFTER_MS }
+            : {}),
+        },
+      }
+      if (status >= 500) {
+        logger.error(
+          {
+            err: error,
+            method: request.method,
+            path: new URL(request.url).pathname,
+          },
+          'request failed',
+        )
+      }
+    } else {
+      // A bug: log everything, tell the client nothing about internals.
+      status = 500
+      body = {
+        error: {
+          code: 'internal',
+          message: 'internal server error; the server log has the details',
+        },
+      }
+      logger.error(
+        {
+          err: error,
+          method: request.method,
+          path: new URL(request.url).pathname,
+        },
+        'unexpected error',
+      )
+    }
+    const extra: Record<string, string> =
+      body.error.retryAfterMs === undefined
+        ? {}
+        : { 'retry-after': String(Math.ceil(body.error.retryAfterMs / 1000)) }
+    return respond(request, status, body, format, extra)
+  }
+
+  const app = new Hono()
+
+  /**
+   * Wraps a handler: authentication first (401 before 415, so an unauthenticated caller
+   * learns nothing about what the server accepts), then media type negotiation; every
+   * failure becomes a protocol error body in the best encoding the headers allow.
+   */
+  function route(
+    kind: { auth: boolean; body: boolean },
+    handler: (call: Call) => Promise<Response>,
+  ) {
+    return async (c: {
+      req: { raw: Request; param(name: string): string | undefined }
+    }): Promise<Response> => {
+      const request = c.req.raw
+      const contentType = request.headers.get('content-type')
+      const accept = request.headers.get('accept')
+      let responseFormat: WireFormat
+      try {
+        responseFormat = negotiate(
+          kind.body ? contentType : undefined,
+          accept,
+        ).response
+      } catch {
+        responseFormat = negotiate(undefined, accept).response
+      }
+      try {
+        const deviceId = kind.auth ? await authenticate(request) : ''
+        let format: WireFormat = 'json'
+        if (kind.body) {
+          // A POST without Content-Type is as unsupported as one with a foreign type.
+          format = negotiate(contentType ?? '', accept).request ?? 'json'
+        }
+        return await handler({
+          request,
+          deviceId,
+          format,
+          responseFormat,
+          param: (name) => c.req.param(name) ?? '',
+        })
+      } catch (error) {
+        return respondError(request, error, responseFormat)
+      }
+    }
+  }
+
+  app.post(
+    '/v1/sync',
+    route({ auth: true, body: true }, (call) => handleSync(call)),
+  )
+  app.post(
+    '/v1/ack',
+    route({ auth: true, body: true }, (call) => handleAck(call)),
+  )
+  app.get(
+    '/v1/collections/:name/digest',
+    route({ auth: true, body: false }, (call) =>
+      handleDigest(call, call.param('name')),
+    ),
+  )
+  app.get(
+    '/v1/conflicts',
+    route({ auth: true, body: false }, (call) => handleConflicts(call)),
+  )
+  app.get(
+    '/v1/health',
+    route({ auth: false, body: false }, async (call) =>
+      respond(
+        call.request,
+        200,
+        { status: 'ok', protocol: PROTOCOL_VERSION, head: await store.head() },
+        call.responseFormat,
+      ),
+    ),
+  )
+  app.notFound((c) =>
+    respondError(
+      c.req.raw,
+      new VeloSyncError(
+        'not_found',
+        `no route ${c.req.method} ${new URL(c.req.url).pathname}; see docs/PROTOCOL.md`,
+      ),
+      'json',
+    ),
+  )
+  app.onError((error, c) => respondError(c.req.raw, error, 'json'))
+
+  const fetch = async (request: Request): Promise<Response> =>
+    app.fetch(request)
+
+  return {
+    fetch,
+    listen: ({ port, host = '127.0.0.1' }) =>
+      new Promise((resolve, reject) => {
+        const server = createAdaptorServer({
+          fetch,
+          overrideGlobalObjects: false,
+        })
+        server.once('error', reject)
+        server.listen(port, host, () => {
+          server.off('error', reject)
+          const bound = (server.address() as AddressInfo).port
+          logger.info({ host, port: bound }, 'sync server listening')
+          resolve({
+            port: bound,
+            close: () =>
+              new Promise<void>((done, fail) => {
+                server.close((error) => {
+                  const finish = (): void => {
+                    if (error === undefined) done()
+                    else fail(error)
+                  }
+                  if (gcRunning === undefined) finish()
+                  else void gcRunning.then(finish)
+                })
+                // Keep-alive sockets would otherwise hold close() open until they time out.
+                if ('closeIdleConnections' in server) {
+                  server.closeIdleConnections()
+                }
+              }),
+          })
+        })
+      }),
+  }
+}
+
+function schemaMismatch(
+  declared: CollectionSchema,
+  existing: CollectionSchema,
+): VeloSyncError {
+  return new VeloSyncError(
+    'schema_mismatch',
+    `collection ${declared.name} exists with dims ${existing.dims}, metric ${existing.metric}, dtype ${existing.dtype}; the request declares dims ${declared.dims}, metric ${declared.metric}, dtype ${declared.dtype}`,
+  )
+}
+
+/** A query parameter as an integer in [min, max], or `fallback` when absent. */
+function queryInteger(
+  text: string | null,
+  name: string,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (text === null || text === '') return fallback
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw invalidArgument(
+      `query parameter ${name} must be an integer in ${min}..${max}, got ${JSON.stringify(text.slice(0, 40))}`,
+    )
+  }
+  return value
+}
