@@ -20,6 +20,7 @@ export {
   type DocumentInput,
   type LocalStoreOptions,
   type RemoteApplyResult,
+  type ServerUpdate,
   type SearchOptions,
   type SearchResult,
   type StoredDocument,
@@ -37,3 +38,17 @@ export {
 } from './outbox.js'
 export { STORE_SCHEMA_VERSION } from './schema.js'
 export { nodeSha256 } from './sha256.js'
+export {
+  SyncClient,
+  type ConflictEvent,
+  type StartSyncOptions,
+  type SyncClientOptions,
+  type SyncRoundResult,
+  type SyncState,
+  type SyncStatus,
+} from './sync/sync-client.js'
+export type { SyncTransport } from './sync/sync-transport.js'
+export {
+  HttpTransport,
+  type HttpTransportOptions,
+} from './sync/http-transport.js'

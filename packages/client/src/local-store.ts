@@ -44,7 +44,7 @@ import {
   toStoredDocument,
   type DocumentRow,
 } from './document-row.js'
-import { Outbox } from './outbox.js'
+import { Outbox, type OutboxBatch } from './outbox.js'
 import { migrate } from './schema.js'
 import { nodeSha256 } from './sha256.js'
 
@@ -140,6 +140,27 @@ export interface RemoteApplyResult {
   readonly applied: number
   /** Versions skipped because the document has an unpushed local write. */
   readonly skippedPending: number
+}
+
+/** What a sync round received from the server (see {@link LocalStore.applyServerUpdate}). */
+export interface ServerUpdate {
+  /**
+   * Server versions to adopt, in order: push results that differ from what was pushed,
+   * then pulled changes.
+   */
+  readonly versions: ReadonlyArray<{
+    readonly collection: string
+    readonly version: DocumentVersion
+  }>
+  /** Specs of the collections named; collections this device lacks are created from them. */
+  readonly collections?: readonly CollectionSchemaInput[]
+  /** The push this answers: its entries up to `throughLsn` leave the outbox. */
+  readonly confirm?: {
+    readonly batch: OutboxBatch
+    readonly throughLsn: number
+  }
+  /** The new pull cursor. */
+  readonly cursor?: number
 }
 
 /** Result of {@link LocalStore.verify}. */
@@ -461,22 +482,8 @@ export class LocalStore {
         `collection ${describe(schema.name)} already exists`,
       )
     }
-    const collectionId = this.#run(() => {
-      const result = this.#statements.insertCollection.run(
-        schema.name,
-        schema.dims,
-        schema.metric,
-        schema.dtype,
-        EMPTY_COLLECTION_DIGEST,
-      )
-      return Number(result.lastInsertRowid)
-    })
-    this.#collections.set(schema.name, {
-      schema,
-      collectionId,
-      digest: new CollectionDigest(),
-      index: this.#newIndex(schema, 0),
-    })
+    const state = this.#run(() => this.#insertCollection(schema))
+    this.#collections.set(schema.name, state)
     return schema
   }
 
@@ -689,42 +696,193 @@ export class LocalStore {
     collection: string,
     versions: readonly DocumentVersion[],
   ): RemoteApplyResult {
-    const state = this.#collection(collection)
-    const checked = versions.map((version, i) =>
-      checkRemoteVersion(state.schema, version, `versions[${i}]`),
-    )
-    const digest = state.digest.clone()
-    const changes: IndexChange[] = []
+    this.#collection(collection)
+    return this.applyServerUpdate({
+      versions: versions.map((version) => ({ collection, version })),
+    })
+  }
+
+  /**
+   * Applies what one sync round received, in ONE transaction: confirms the pushed
+   * entries the server committed, adopts the server's versions (conflict outcomes and
+   * pulled changes; collections not yet on this device are created), and stores the new
+   * pull cursor. A crash leaves either all of it or none, so the cursor never moves past
+   * a change that was not applied.
+   *
+   * @remarks
+   * A document with an unpushed local write keeps it: the server decides when that write
+   * arrives, and its answer comes back in a later round.
+   *
+   * @throws `invalid_argument` if a version or a collection spec is malformed, or a spec
+   *   contradicts a local collection; nothing is written.
+   */
+  applyServerUpdate(update: ServerUpdate): RemoteApplyResult {
+    this.#assertOpen()
+    const specs = new Map<string, CollectionSchema>()
+    for (const input of update.collections ?? []) {
+      const schema = normalizeCollectionSchema(input)
+      const local = this.#collections.get(schema.name)?.schema
+      if (local !== undefined && !sameSchema(local, schema)) {
+        throw invalidArgument(
+          `the server's collection ${describe(schema.name)} (${describeSchema(schema)}) differs from this device's (${describeSchema(local)})`,
+        )
+      }
+      specs.set(schema.name, schema)
+    }
+    const schemaOf = (name: string): CollectionSchema => {
+      const schema = this.#collections.get(name)?.schema ?? specs.get(name)
+      if (schema === undefined) {
+        throw invalidArgument(
+          `collection ${describe(name)} is neither on this device nor described by the server`,
+        )
+      }
+      return schema
+    }
+    const checked = update.versions.map(({ collection, version }, i) => ({
+      collection,
+      version: checkRemoteVersion(
+        schemaOf(collection),
+        version,
+        `versions[${i}]`,
+      ),
+    }))
+    if (
+      update.cursor !== undefined &&
+      (!Number.isSafeInteger(update.cursor) || update.cursor < 0)
+    ) {
+      throw invalidArgument(
+        `cursor must be a non-negative integer, got ${describe(update.cursor)}`,
+      )
+    }
+
+    const created: CollectionState[] = []
+    const touched = new Map<
+      CollectionState,
+      { digest: CollectionDigest; changes: IndexChange[] }
+    >()
+    let applied = 0
     let skippedPending = 0
     this.#run(() =>
       this.#db
         .transaction(() => {
-          const pending = new Set(
-            this.#statements.selectOutboxDocuments
-              .pluck()
-              .all(state.collectionId) as string[],
-          )
-          for (const version of checked) {
+          if (update.confirm !== undefined) {
+            this.outbox.confirm(update.confirm.batch, update.confirm.throughLsn)
+          }
+          const pendingByCollection = new Map<CollectionState, Set<string>>()
+          for (const { collection, version } of checked) {
+            let state =
+              this.#collections.get(collection) ??
+              created.find((c) => c.schema.name === collection)
+            if (state === undefined) {
+              state = this.#insertCollection(schemaOf(collection))
+              created.push(state)
+            }
+            let pending = pendingByCollection.get(state)
+            if (pending === undefined) {
+              pending = new Set(
+                this.#statements.selectOutboxDocuments
+                  .pluck()
+                  .all(state.collectionId) as string[],
+              )
+              pendingByCollection.set(state, pending)
+            }
             if (pending.has(version.id)) {
               skippedPending++
               continue
+            }
+            let work = touched.get(state)
+            if (work === undefined) {
+              work = { digest: state.digest.clone(), changes: [] }
+              touched.set(state, work)
             }
             const prior = this.#statements.selectPrior.get(
               state.collectionId,
               version.id,
             ) as PriorRow | undefined
-            changes.push(this.#writeRow(state, version, prior, digest).index)
+            work.changes.push(
+              this.#writeRow(state, version, prior, work.digest).index,
+            )
+            applied++
+            this.#clock.observe(version.hlc)
           }
-          this.#statements.updateDigest.run(digest.toHex(), state.collectionId)
-          // Persist what the clock absorbed, in the same transaction: after a restart a
-          // local write must still be later than the versions it replaces.
-          for (const version of checked) this.#clock.observe(version.hlc)
+          for (const [state, work] of touched) {
+            this.#statements.updateDigest.run(
+              work.digest.toHex(),
+              state.collectionId,
+            )
+          }
+          if (update.cursor !== undefined)
+            this.#setStoreValue('cursor', String(update.cursor))
+          // Persist what the clock absorbed: after a restart a local write must still be
+          // later than the versions it replaces.
           this.#persistClock()
         })
         .immediate(),
     )
-    this.#afterCommit(state, digest, changes)
-    return { applied: changes.length, skippedPending }
+    for (const state of created) this.#collections.set(state.schema.name, state)
+    for (const [state, work] of touched)
+      this.#afterCommit(state, work.digest, work.changes)
+    return { applied, skippedPending }
+  }
+
+  /**
+   * Removes documents (live or tombstones) that are not in `keep` and have no unpushed
+   * local write, without logging anything: the end of a full resync, when the server no
+   * longer has tombstones for documents deleted while this device was away.
+   *
+   * @returns how many documents were removed.
+   */
+  removeAbsentDocuments(
+    keep: ReadonlyMap<string, ReadonlySet<string>>,
+  ): number {
+    this.#assertOpen()
+    const removals: Array<{
+      state: CollectionState
+      digest: CollectionDigest
+      changes: IndexChange[]
+    }> = []
+    let removed = 0
+    this.#run(() =>
+      this.#db
+        .transaction(() => {
+          for (const state of this.#collections.values()) {
+            const kept = keep.get(state.schema.name) ?? new Set<string>()
+            const pending = new Set(
+              this.#statements.selectOutboxDocuments
+                .pluck()
+                .all(state.collectionId) as string[],
+            )
+            const digest = state.digest.clone()
+            const changes: IndexChange[] = []
+            for (const row of this.#statements.selectPriorsAll.all(
+              state.collectionId,
+            ) as Array<PriorRow & { id: string }>) {
+              if (kept.has(row.id) || pending.has(row.id)) continue
+              if (row.hash !== null) digest.remove(row.hash)
+              this.#statements.deleteDocument.run(state.collectionId, row.id)
+              if (row.deleted === 0) changes.push({ op: 'delete', id: row.id })
+              removed++
+            }
+            this.#statements.updateDigest.run(
+              digest.toHex(),
+              state.collectionId,
+            )
+            removals.push({ state, digest, changes })
+          }
+        })
+        .immediate(),
+    )
+    for (const { state, digest, changes } of removals)
+      this.#afterCommit(state, digest, changes)
+    return removed
+  }
+
+  /** The pull cursor: the server sequence number this device has applied up to (0 at first). */
+  get syncCursor(): number {
+    this.#assertOpen()
+    const row = this.#statements.selectStoreValue.get('cursor') as
+      { value: string } | undefined
+    return row === undefined ? 0 : Number(row.value)
   }
 
   /**
@@ -953,6 +1111,23 @@ export class LocalStore {
     }
   }
 
+  /** Inserts a collection row; the caller publishes the returned state after commit. */
+  #insertCollection(schema: CollectionSchema): CollectionState {
+    const result = this.#statements.insertCollection.run(
+      schema.name,
+      schema.dims,
+      schema.metric,
+      schema.dtype,
+      EMPTY_COLLECTION_DIGEST,
+    )
+    return {
+      schema,
+      collectionId: Number(result.lastInsertRowid),
+      digest: new CollectionDigest(),
+      index: this.#newIndex(schema, 0),
+    }
+  }
+
   /** (Re)arms the idle checkpoint: it runs once writes pause for `checkpointDelayMs`. */
   #scheduleCheckpoint(): void {
     clearTimeout(this.#checkpointTimer)
@@ -1116,6 +1291,13 @@ function prepareStatements(db: Database.Database) {
     selectLiveBodies: db.prepare(
       'SELECT id, vector, metadata FROM vs_documents WHERE collection_id = ? AND deleted = 0',
     ),
+    selectStoreValue: db.prepare('SELECT value FROM vs_store WHERE key = ?'),
+    selectPriorsAll: db.prepare(
+      'SELECT id, deleted, version_vector, hash FROM vs_documents WHERE collection_id = ?',
+    ),
+    deleteDocument: db.prepare(
+      'DELETE FROM vs_documents WHERE collection_id = ? AND id = ?',
+    ),
     selectPrior: db.prepare(
       'SELECT deleted, version_vector, hash FROM vs_documents WHERE collection_id = ? AND id = ?',
     ),
@@ -1212,4 +1394,12 @@ function checkRemoteVersion(
     hlc,
     origin: version.origin,
   }
+}
+
+function sameSchema(a: CollectionSchema, b: CollectionSchema): boolean {
+  return a.dims === b.dims && a.metric === b.metric && a.dtype === b.dtype
+}
+
+function describeSchema(schema: CollectionSchema): string {
+  return `${schema.dims} × ${schema.dtype}, ${schema.metric}`
 }

@@ -1,0 +1,440 @@
+/*
+ * The device's sync loop.
+ *
+ * ```
+ *            startSync()                 sync() resolves
+ *   stopped ───────────► idle ──timer──► syncing ─────────────► idle (timer: intervalMs)
+ *      ▲                  ▲                 │ rejects
+ *      │ stopSync()       └──── timer ──── backoff (min·2^failures, ±50 % jitter, ≤ max)
+ * ```
+ *
+ * One round = as many round trips as it takes to empty the outbox and reach the server's
+ * head: each takes a batch (compacted), pushes it and pulls in the same request, then
+ * applies the answer in one local transaction. A failure re-arms the timer by itself: the
+ * loop never waits for the next local write to retry.
+ */
+import {
+  PROTOCOL_VERSION,
+  VeloSyncError,
+  describe,
+  invalidArgument,
+  isVeloSyncError,
+  type DocumentVersion,
+  type PushOutcome,
+  type SyncRequest,
+  type SyncResponse,
+} from '@velosync/core'
+import type { LocalStore } from '../local-store.js'
+import type { OutboxBatch } from '../outbox.js'
+import type { SyncTransport } from './sync-transport.js'
+
+/** Options of {@link SyncClient}. */
+export interface SyncClientOptions {
+  readonly transport: SyncTransport
+  /** Operations per push request. Default 1000. */
+  readonly maxOpsPerPush?: number
+  /** Versions per pull. Default 1000. */
+  readonly pullLimit?: number
+  /** Milliseconds since the epoch. Default `Date.now`. */
+  readonly now?: () => number
+  /** Uniform in [0, 1), for backoff jitter. Default `Math.random`. */
+  readonly random?: () => number
+}
+
+/** Options of {@link SyncClient.startSync}. */
+export interface StartSyncOptions {
+  /** Pause between successful rounds. Default 5000. */
+  readonly intervalMs?: number
+  /** First retry delay after a failure. Default 500. */
+  readonly minBackoffMs?: number
+  /** Longest retry delay. Default 60 000. */
+  readonly maxBackoffMs?: number
+}
+
+/** What one {@link SyncClient.sync} call did. */
+export interface SyncRoundResult {
+  /** Operations the server committed from this device. */
+  readonly pushed: number
+  /** Versions received and applied (conflict answers and pulled changes). */
+  readonly pulled: number
+  /** Versions of this device's own the server skipped (echo suppression). */
+  readonly skippedEchoes: number
+  /** Pushed operations that met a concurrent version. */
+  readonly conflicts: number
+  /** HTTP round trips. */
+  readonly requests: number
+  /** The cursor after the round. */
+  readonly cursor: number
+  /** Whether the device had to rebuild from cursor 0 (its cursor was below the tombstone horizon). */
+  readonly resynced: boolean
+}
+
+/** A pushed write met a concurrent version; the server's verdict. */
+export interface ConflictEvent {
+  readonly collection: string
+  readonly id: string
+  readonly outcome: Extract<PushOutcome, 'conflict_won' | 'conflict_lost'>
+  /** The version the server stored (the winner's content, merged version vector). */
+  readonly version: DocumentVersion | undefined
+}
+
+export type SyncState = 'stopped' | 'idle' | 'syncing' | 'backoff'
+
+/** A snapshot for status displays. */
+export interface SyncStatus {
+  readonly state: SyncState
+  /** Entries waiting in the outbox. */
+  readonly pendingOps: number
+  readonly cursor: number
+  readonly lastSyncAtMs: number | undefined
+  readonly lastError: Error | undefined
+  readonly consecutiveFailures: number
+}
+
+interface Events {
+  synced: SyncRoundResult
+  conflict: ConflictEvent
+  error: Error
+}
+
+/** Round trips one round may take before it stops (a runaway-loop guard, not a limit in practice). */
+const MAX_REQUESTS_PER_ROUND = 100_000
+
+/**
+ * Synchronizes a {@link LocalStore} with a VeloSync server.
+ *
+ * @remarks
+ * - One push is in flight at a time: concurrent `sync()` calls share the running round.
+ * - An outbox entry leaves the log only after the server's answer says it committed it;
+ *   the answer, its pulled changes and the new cursor are applied in one transaction.
+ * - `lsn_reused` (the store was restored from a backup) starts a new epoch and retries;
+ *   `resync_required` rebuilds from cursor 0, keeping unpushed local writes, and removes
+ *   local documents the server no longer has.
+ *
+ * @example
+ * ```ts
+ * const sync = new SyncClient(store, { transport: new HttpTransport({ url, token }) })
+ * sync.on('conflict', (c) => console.log(c.id, c.outcome))
+ * await sync.sync()                      // one round now
+ * sync.startSync({ intervalMs: 10_000 }) // and keep going
+ * ```
+ */
+export class SyncClient {
+  readonly #store: LocalStore
+  readonly #transport: SyncTransport
+  readonly #maxOpsPerPush: number
+  readonly #pullLimit: number
+  readonly #now: () => number
+  readonly #random: () => number
+  readonly #listeners: {
+    [E in keyof Events]: Set<(event: Events[E]) => void>
+  } = {
+    synced: new Set(),
+    conflict: new Set(),
+    error: new Set(),
+  }
+  #round: Promise<SyncRoundResult> | undefined
+  #state: SyncState = 'stopped'
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #loop: Required<StartSyncOptions> | undefined
+  #lastSyncAtMs: number | undefined
+  #lastError: Error | undefined
+  #failures = 0
+
+  constructor(store: LocalStore, options: SyncClientOptions) {
+    if (typeof options?.transport?.sync !== 'function') {
+      throw invalidArgument(
+        'SyncClient needs a transport (e.g. new FetchTransport({ url, token }))',
+      )
+    }
+    this.#store = store
+    this.#transport = options.transport
+    this.#maxOpsPerPush = positiveInteger(
+      options.maxOpsPerPush ?? 1000,
+      'maxOpsPerPush',
+      100_000,
+    )
+    this.#pullLimit = positiveInteger(
+      options.pullLimit ?? 1000,
+      'pullLimit',
+      10_000,
+    )
+    this.#now = options.now ?? Date.now
+    this.#random = options.random ?? Math.random
+  }
+
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof Events>(
+    event: E,
+    listener: (payload: Events[E]) => void,
+  ): () => void {
+    const listeners = this.#listeners[event] as Set<
+      (payload: Events[E]) => void
+    >
+    listeners.add(listener)
+    return () => listeners.delete(listener)
+  }
+
+  /** Runs one round now (or joins the one running). */
+  sync(
+    options: { readonly signal?: AbortSignal } = {},
+  ): Promise<SyncRoundResult> {
+    this.#round ??= this.#runRound(options.signal).finally(() => {
+      this.#round = undefined
+    })
+    return this.#round
+  }
+
+  /** Keeps syncing in the background until {@link stopSync}. Errors go to `error` listeners. */
+  startSync(options: StartSyncOptions = {}): void {
+    const loop = {
+      intervalMs: positiveInteger(options.intervalMs ?? 5000, 'intervalMs'),
+      minBackoffMs: positiveInteger(
+        options.minBackoffMs ?? 500,
+        'minBackoffMs',
+      ),
+      maxBackoffMs: positiveInteger(
+        options.maxBackoffMs ?? 60_000,
+        'maxBackoffMs',
+      ),
+    }
+    if (loop.maxBackoffMs < loop.minBackoffMs) {
+      throw invalidArgument('maxBackoffMs must be at least minBackoffMs')
+    }
+    this.#loop = loop
+    if (this.#state === 'stopped') this.#schedule(0, 'idle')
+  }
+
+  /** Stops the loop and waits for a running round to finish. */
+  async stopSync(): Promise<void> {
+    this.#loop = undefined
+    clearTimeout(this.#timer)
+    this.#state = 'stopped'
+    await this.#round?.catch(() => undefined)
+  }
+
+  status(): SyncStatus {
+    return {
+      state: this.#state,
+      pendingOps: this.#store.outbox.size,
+      cursor: this.#store.syncCursor,
+      lastSyncAtMs: this.#lastSyncAtMs,
+      lastError: this.#lastError,
+      consecutiveFailures: this.#failures,
+    }
+  }
+
+  #schedule(delayMs: number, state: SyncState): void {
+    this.#state = state
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => void this.#tick(), delayMs)
+    // A background sync loop must not keep a process alive on its own.
+    this.#timer.unref?.()
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#loop === undefined) return
+    this.#state = 'syncing'
+    try {
+      await this.sync()
+      if (this.#loop !== undefined)
+        this.#schedule(this.#loop.intervalMs, 'idle')
+    } catch {
+      // Already recorded and reported by #runRound; back off and try again by ourselves.
+      const loop = this.#loop
+      if (loop === undefined) return
+      const exponential =
+        loop.minBackoffMs * 2 ** Math.min(this.#failures - 1, 30)
+      const capped = Math.min(loop.maxBackoffMs, exponential)
+      this.#schedule(Math.round(capped * (0.5 + this.#random() / 2)), 'backoff')
+    }
+  }
+
+  async #runRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
+    try {
+      const result = await this.#exchange(signal)
+      this.#lastSyncAtMs = this.#now()
+      this.#lastError = undefined
+      this.#failures = 0
+      this.#emit('synced', result)
+      return result
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error))
+      this.#lastError = failure
+      this.#failures++
+      this.#emit('error', failure)
+      throw failure
+    }
+  }
+
+  async #exchange(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
+    const store = this.#store
+    let pushed = 0
+    let pulled = 0
+    let skippedEchoes = 0
+    let conflicts = 0
+    let requests = 0
+    let epochRenewed = false
+    // During a full resync the cursor lives in memory until the end: a crash midway must
+    // leave the old (too old) cursor, so the next round resyncs again and still prunes.
+    let resync: { cursor: number; seen: Map<string, Set<string>> } | undefined
+
+    for (;;) {
+      signal?.throwIfAborted()
+      if (requests >= MAX_REQUESTS_PER_ROUND) {
+        throw new VeloSyncError(
+          'internal',
+          `sync round exceeded ${MAX_REQUESTS_PER_ROUND} requests`,
+        )
+      }
+      const batch = store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush })
+      const request: SyncRequest = {
+        protocol: PROTOCOL_VERSION,
+        epoch: store.epoch,
+        collections: collectionsOf(store, batch),
+        push:
+          batch?.ops.map(({ lsn, collection, version }) => ({
+            lsn,
+            collection,
+            version,
+          })) ?? [],
+        cursor: resync?.cursor ?? store.syncCursor,
+        pullLimit: this.#pullLimit,
+        // Rebuilding: the pull must include this device's own versions too.
+        fullResync: resync !== undefined,
+      }
+      let response: SyncResponse
+      try {
+        requests++
+        response = await this.#transport.sync(
+          request,
+          signal === undefined ? {} : { signal },
+        )
+      } catch (error) {
+        if (batch !== undefined) store.outbox.release(batch)
+        if (isVeloSyncError(error, 'lsn_reused') && !epochRenewed) {
+          // This store was restored from a backup: its LSNs were already used for other
+          // content. Re-stamp the unpushed writes under a new replica and send them again.
+          store.startNewEpoch()
+          epochRenewed = true
+          continue
+        }
+        if (isVeloSyncError(error, 'resync_required') && resync === undefined) {
+          resync = { cursor: 0, seen: new Map() }
+          continue
+        }
+        throw error
+      }
+
+      const versions: Array<{ collection: string; version: DocumentVersion }> =
+        []
+      for (const result of response.results) {
+        if (result.version !== undefined) {
+          versions.push({
+            collection: result.collection,
+            version: result.version,
+          })
+        }
+        if (
+          result.outcome === 'conflict_won' ||
+          result.outcome === 'conflict_lost'
+        ) {
+          conflicts++
+          this.#emit('conflict', {
+            collection: result.collection,
+            id: result.id,
+            outcome: result.outcome,
+            version: result.version,
+          })
+        }
+      }
+      for (const change of response.changes) versions.push(change)
+      store.applyServerUpdate({
+        versions,
+        collections: response.collections,
+        ...(batch === undefined
+          ? {}
+          : { confirm: { batch, throughLsn: response.appliedThroughLsn } }),
+        ...(resync === undefined ? { cursor: response.cursor } : {}),
+      })
+      if (resync !== undefined) {
+        resync.cursor = response.cursor
+        // Everything the server sent, and everything it confirmed from this round's push,
+        // is on the server; local documents outside that set were deleted while away.
+        const onServer = [
+          ...versions,
+          ...(batch?.ops ?? []).filter(
+            (op) => op.lsn <= response.appliedThroughLsn,
+          ),
+        ]
+        for (const { collection, version } of onServer) {
+          let ids = resync.seen.get(collection)
+          if (ids === undefined) resync.seen.set(collection, (ids = new Set()))
+          ids.add(version.id)
+        }
+      }
+      pushed +=
+        batch?.ops.filter((op) => op.lsn <= response.appliedThroughLsn)
+          .length ?? 0
+      pulled += response.changes.length
+      skippedEchoes += response.skippedEchoes
+      if (batch === undefined && !response.hasMore) break
+    }
+
+    if (resync !== undefined) {
+      store.removeAbsentDocuments(resync.seen)
+      store.applyServerUpdate({ versions: [], cursor: resync.cursor })
+    }
+    const cursor = store.syncCursor
+    await this.#transport.ack(
+      { epoch: store.epoch, cursor },
+      signal === undefined ? {} : { signal },
+    )
+    return {
+      pushed,
+      pulled,
+      skippedEchoes,
+      conflicts,
+      requests,
+      cursor,
+      resynced: resync !== undefined,
+    }
+  }
+
+  #emit<E extends keyof Events>(event: E, payload: Events[E]): void {
+    for (const listener of this.#listeners[event] as Set<
+      (payload: Events[E]) => void
+    >) {
+      try {
+        listener(payload)
+      } catch (error) {
+        // A throwing listener must not break the sync loop; surface it as an error event
+        // (unless it was an error listener, which would recurse).
+        if (event !== 'error')
+          this.#emit(
+            'error',
+            error instanceof Error ? error : new Error(String(error)),
+          )
+      }
+    }
+  }
+}
+
+/** Specs of the collections a batch names (the server creates unknown ones). */
+function collectionsOf(store: LocalStore, batch: OutboxBatch | undefined) {
+  const names = new Set(batch?.ops.map((op) => op.collection) ?? [])
+  return store.listCollections().filter((schema) => names.has(schema.name))
+}
+
+function positiveInteger(
+  value: number,
+  name: string,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw invalidArgument(
+      `${name} must be an integer in 1..${max}, got ${describe(value)}`,
+    )
+  }
+  return value
+}

@@ -1,0 +1,379 @@
+/*
+ * End-to-end: real LocalStores (SQLite files) syncing through a real HTTP server on
+ * 127.0.0.1 backed by a real SqliteServerStore. Each test names the DESIGN.md invariant
+ * it demonstrates.
+ */
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  HttpTransport,
+  LocalStore,
+  SyncClient,
+  type SyncTransport,
+} from '@velosync/client'
+import { SqliteServerStore } from '@velosync/storage-sqlite'
+import { seededRandom } from '@velosync/testkit'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { createSyncServer, createToken, hashToken } from '../src/index.js'
+
+const DIMS = 8
+
+interface Device {
+  readonly name: string
+  readonly store: LocalStore
+  readonly sync: SyncClient
+  readonly transport: SyncTransport
+}
+
+let dir: string
+let serverStore: SqliteServerStore
+let listening: { port: number; close(): Promise<void> }
+let url: string
+const opened: LocalStore[] = []
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'velosync-e2e-'))
+  serverStore = SqliteServerStore.open({ path: join(dir, 'server.db') })
+  listening = await createSyncServer({
+    store: serverStore,
+    auth: { mode: 'token' },
+  }).listen({
+    port: 0,
+    host: '127.0.0.1',
+  })
+  url = `http://127.0.0.1:${listening.port}`
+})
+
+afterEach(async () => {
+  for (const store of opened.splice(0)) store.close()
+  await listening.close()
+  await serverStore.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+async function device(
+  name: string,
+  format: 'json' | 'msgpack' = 'msgpack',
+): Promise<Device> {
+  const token = createToken()
+  await serverStore.createDeviceToken(name, hashToken(token))
+  const store = LocalStore.open({
+    path: join(dir, `${name}.db`),
+    deviceId: name,
+  })
+  opened.push(store)
+  if (store.getCollection('notes') === undefined) {
+    store.createCollection({ name: 'notes', dims: DIMS, metric: 'cosine' })
+  }
+  const transport = new HttpTransport({ url, token, format })
+  return {
+    name,
+    store,
+    transport,
+    sync: new SyncClient(store, { transport, maxOpsPerPush: 7 }),
+  }
+}
+
+function vec(seed: number): number[] {
+  return Array.from(
+    { length: DIMS },
+    (_, i) => Math.sin(seed * 3.7 + i) + (i === seed % DIMS ? 2 : 0),
+  )
+}
+
+async function syncAll(devices: readonly Device[]): Promise<void> {
+  // Two passes: the first pushes everything, the second pulls what others pushed after.
+  for (let pass = 0; pass < 2; pass++)
+    for (const d of devices) await d.sync.sync()
+}
+
+async function serverDigest(collection = 'notes'): Promise<string> {
+  return serverStore.digest(collection)
+}
+
+describe('sync over HTTP', () => {
+  it('I3: two devices converge (every device digest = server digest), JSON and MessagePack', async () => {
+    const a = await device('alpha', 'json')
+    const b = await device('beta', 'msgpack')
+    a.store.putMany(
+      'notes',
+      [1, 2, 3].map((i) => ({
+        id: `a${i}`,
+        vector: vec(i),
+        metadata: { by: 'a', i },
+      })),
+    )
+    b.store.putMany(
+      'notes',
+      [4, 5].map((i) => ({
+        id: `b${i}`,
+        vector: vec(i),
+        metadata: { by: 'b', i },
+      })),
+    )
+    b.store.delete('notes', 'b5')
+    await syncAll([a, b])
+    const digest = await serverDigest()
+    expect(a.store.digest('notes')).toBe(digest)
+    expect(b.store.digest('notes')).toBe(digest)
+    expect(a.store.count('notes')).toBe(4)
+    expect(b.store.get('notes', 'a2')?.metadata).toEqual({ by: 'a', i: 2 })
+    expect(a.store.outbox.size).toBe(0)
+    expect(b.store.search('notes', vec(1), { k: 1 })[0]?.id).toBe('a1')
+  })
+
+  it('I3: five devices with random writes and deletes converge', async () => {
+    const devices = await Promise.all(
+      [0, 1, 2, 3, 4].map((i) => device(`dev${i}`)),
+    )
+    const random = seededRandom(42)
+    for (let round = 0; round < 3; round++) {
+      for (const d of devices) {
+        for (let op = 0; op < 12; op++) {
+          const id = `doc${Math.floor(random() * 20)}`
+          if (random() < 0.25) d.store.delete('notes', id)
+          else
+            d.store.put('notes', {
+              id,
+              vector: vec(Math.floor(random() * 100)),
+              metadata: { by: d.name, round },
+            })
+        }
+        await d.sync.sync()
+      }
+    }
+    await syncAll(devices)
+    const digest = await serverDigest()
+    for (const d of devices) {
+      expect(d.store.digest('notes'), d.name).toBe(digest)
+      expect(d.store.verify().ok).toBe(true)
+    }
+  })
+
+  it('I4: a concurrent edit ends with the same winner everywhere and the loser recorded', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    a.store.put('notes', {
+      id: 'shared',
+      vector: vec(1),
+      metadata: { v: 'base' },
+    })
+    await syncAll([a, b])
+    a.store.put('notes', {
+      id: 'shared',
+      vector: vec(2),
+      metadata: { v: 'from a' },
+    })
+    b.store.put('notes', {
+      id: 'shared',
+      vector: vec(3),
+      metadata: { v: 'from b' },
+    }) // later HLC
+    const conflictsSeen: string[] = []
+    a.sync.on('conflict', (c) => conflictsSeen.push(`a:${c.outcome}`))
+    b.sync.on('conflict', (c) => conflictsSeen.push(`b:${c.outcome}`))
+    await a.sync.sync()
+    await b.sync.sync()
+    await a.sync.sync()
+    expect(conflictsSeen).toEqual(['b:conflict_won'])
+    const winner = a.store.get('notes', 'shared')!
+    expect(winner.metadata).toEqual({ v: 'from b' })
+    expect(b.store.get('notes', 'shared')).toEqual(winner)
+    expect(Object.keys(winner.versionVector).sort()).toEqual(
+      [a.store.replicaId, b.store.replicaId].sort(),
+    )
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+    const conflicts = await serverStore.conflicts({ limit: 10 })
+    expect(conflicts).toHaveLength(1)
+    expect(conflicts[0]!.loser.metadataJson).toBe('{"v":"from a"}')
+    expect(conflicts[0]!.winner.metadataJson).toBe('{"v":"from b"}')
+  })
+
+  it('I6: a device pulls none of its own accepted versions', async () => {
+    const a = await device('alpha')
+    a.store.putMany(
+      'notes',
+      [1, 2, 3, 4, 5].map((i) => ({ id: `d${i}`, vector: vec(i) })),
+    )
+    const first = await a.sync.sync()
+    expect(first.pushed).toBe(5)
+    const second = await a.sync.sync()
+    expect(first.pulled + second.pulled).toBe(0)
+    expect(first.skippedEchoes).toBe(5)
+    expect(a.store.syncCursor).toBe(await serverStore.head())
+  })
+
+  it('I1/I2: a response dropped after the server committed, then retried, applies exactly once', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    let drop = true
+    const lossy: SyncTransport = {
+      async sync(request, options) {
+        const response = await a.transport.sync(request, options)
+        if (drop) {
+          drop = false
+          throw new Error('connection reset after the server committed')
+        }
+        return response
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    const flaky = new SyncClient(a.store, { transport: lossy })
+    a.store.put('notes', { id: 'x', vector: vec(1), metadata: { n: 1 } })
+    await expect(flaky.sync()).rejects.toThrow(/connection reset/)
+    expect(a.store.outbox.size).toBe(1) // not confirmed: the answer never arrived
+    const headAfterFirst = await serverStore.head()
+    await flaky.sync()
+    expect(a.store.outbox.size).toBe(0)
+    expect(await serverStore.head()).toBe(headAfterFirst) // the replay stored nothing new
+    await b.sync.sync()
+    expect(b.store.get('notes', 'x')?.metadata).toEqual({ n: 1 })
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+  })
+
+  it('I5: a device older than the tombstone horizon resyncs and keeps its unpushed writes', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    b.store.putMany(
+      'notes',
+      [1, 2, 3].map((i) => ({ id: `d${i}`, vector: vec(i) })),
+    )
+    await syncAll([a, b])
+    a.store.put('notes', { id: 'mine', vector: vec(7) }) // a's own, stored unchanged: an echo for a
+    await a.sync.sync()
+    expect(a.store.count('notes')).toBe(4)
+    // a goes offline; b deletes, and the server collects the tombstones.
+    b.store.delete('notes', 'd1')
+    b.store.put('notes', { id: 'd4', vector: vec(4) })
+    await b.sync.sync()
+    const gc = await serverStore.collectGarbage({
+      nowMs: Date.now() + 1000,
+      retentionMs: 0,
+    })
+    expect(gc.removedTombstones).toBe(1)
+    a.store.put('notes', {
+      id: 'offline',
+      vector: vec(9),
+      metadata: { kept: true },
+    })
+    const round = await a.sync.sync()
+    expect(round.resynced).toBe(true)
+    expect(a.store.get('notes', 'd1')).toBeUndefined()
+    expect(a.store.get('notes', 'd4')).toBeDefined()
+    expect(a.store.get('notes', 'mine')).toBeDefined()
+    expect(a.store.get('notes', 'offline')?.metadata).toEqual({ kept: true })
+    await b.sync.sync()
+    expect(b.store.get('notes', 'offline')).toBeDefined()
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
+  it('I2: a device restored from a backup that reuses LSNs for other content starts a new epoch and loses nothing', async () => {
+    const token = createToken()
+    await serverStore.createDeviceToken('phone', hashToken(token))
+    const path = join(dir, 'phone.db')
+    const open = () => {
+      const store = LocalStore.open({ path, deviceId: 'phone' })
+      opened.push(store)
+      return {
+        store,
+        sync: new SyncClient(store, {
+          transport: new HttpTransport({ url, token }),
+        }),
+      }
+    }
+    let phone = open()
+    phone.store.createCollection({ name: 'notes', dims: DIMS })
+    phone.store.put('notes', { id: 'x', vector: vec(1) })
+    await phone.sync.sync()
+    phone.store.close()
+    copyFileSync(path, join(dir, 'backup.db'))
+    phone = open()
+    phone.store.put('notes', {
+      id: 'y',
+      vector: vec(2),
+      metadata: { lost: 'in the restore' },
+    }) // LSN 2
+    await phone.sync.sync()
+    phone.store.close()
+    copyFileSync(join(dir, 'backup.db'), path) // the restore: LSN 2 is free again locally
+    phone = open()
+    const oldEpoch = phone.store.epoch
+    phone.store.put('notes', {
+      id: 'z',
+      vector: vec(3),
+      metadata: { after: 'restore' },
+    }) // LSN 2, other content
+    await phone.sync.sync()
+    expect(phone.store.epoch).not.toBe(oldEpoch)
+    expect(phone.store.get('notes', 'y')?.metadata).toEqual({
+      lost: 'in the restore',
+    })
+    expect(
+      (
+        await serverStore.pull(
+          { deviceId: 'other', epoch: '0000000000000000' },
+          0,
+          100,
+        )
+      ).versions
+        .map((v) => v.version.id)
+        .sort(),
+    ).toEqual(['x', 'y', 'z'])
+    expect(phone.store.digest('notes')).toBe(await serverDigest())
+  })
+
+  it('I8: a token of device A cannot act as device B; a bad token is refused', async () => {
+    const a = await device('alpha')
+    await device('beta')
+    a.store.put('notes', { id: 'x', vector: vec(1) })
+    await a.sync.sync()
+    const origin = a.store.get('notes', 'x')!.origin
+    expect(origin.startsWith('alpha.')).toBe(true)
+    const before = await serverDigest()
+    const stranger = new SyncClient(a.store, {
+      transport: new HttpTransport({ url, token: 'not-a-token' }),
+    })
+    a.store.put('notes', { id: 'y', vector: vec(2) })
+    await expect(stranger.sync()).rejects.toMatchObject({
+      code: 'unauthorized',
+    })
+    expect(await serverDigest()).toBe(before)
+  })
+
+  it('startSync re-arms after a failure without waiting for a local write', async () => {
+    const a = await device('alpha')
+    let failuresLeft = 2
+    const flaky: SyncTransport = {
+      sync(request, options) {
+        if (failuresLeft-- > 0)
+          return Promise.reject(new Error('server unreachable'))
+        return a.transport.sync(request, options)
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    const client = new SyncClient(a.store, {
+      transport: flaky,
+      random: () => 0,
+    })
+    a.store.put('notes', { id: 'x', vector: vec(1) })
+    const errors: string[] = []
+    client.on('error', (e) => errors.push(e.message))
+    const synced = new Promise<void>((resolve) =>
+      client.on('synced', () => resolve()),
+    )
+    client.startSync({ intervalMs: 60_000, minBackoffMs: 5, maxBackoffMs: 20 })
+    await synced
+    await client.stopSync()
+    expect(errors).toEqual(['server unreachable', 'server unreachable'])
+    expect(client.status()).toMatchObject({
+      pendingOps: 0,
+      lastError: undefined,
+      consecutiveFailures: 0,
+    })
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+  })
+})
