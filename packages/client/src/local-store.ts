@@ -458,6 +458,7 @@ export class LocalStore {
     )
     this.#epoch = epoch
     this.#lastLsn = lsn
+    this.outbox.noteAppended()
     // Content is unchanged, so the search index stays as it is; only digests move.
     for (const [state, digest] of digests) state.digest = digest
     return epoch
@@ -1020,6 +1021,7 @@ export class LocalStore {
         .immediate(),
     )
     this.#lastLsn = lsn
+    this.outbox.noteAppended()
     this.#afterCommit(state, digest, changes)
     return receipts
   }

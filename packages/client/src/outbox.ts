@@ -97,6 +97,8 @@ export class Outbox {
   readonly #statements: ReturnType<typeof prepareStatements>
   #inFlight: InFlight | undefined
   #nextBatchId = 1
+  /** Whether entries were appended since the last compaction (true after a restart). */
+  #uncompacted = true
 
   /** @internal */
   constructor(db: Database, host: OutboxHost) {
@@ -143,6 +145,7 @@ export class Outbox {
             priorExists: row.prior_exists === 1,
           }))
         const plan = planCompaction(pending)
+        this.#uncompacted = false
         for (const lsn of plan.removeLsns) this.#statements.deleteEntry.run(lsn)
         for (const lsn of plan.clearPriorExists)
           this.#statements.clearPriorExists.run(lsn)
@@ -179,7 +182,9 @@ export class Outbox {
         `outbox batch ${this.#inFlight.batch.id} is still in flight; confirm or release it first`,
       )
     }
-    this.compact()
+    // Compacting reads the whole log; a round that takes many batches only needs it again
+    // when local writes arrived in between.
+    if (this.#uncompacted) this.compact()
     const rows = this.#statements.selectBatch.all(maxOps) as Array<
       EntryRow & DocumentRow & { entry_version_vector: string }
     >
@@ -204,11 +209,10 @@ export class Outbox {
     // From here on the server may commit these writes even if we never hear back, so
     // compaction must never again treat their documents as unknown to the server (a
     // later delete has to be sent). Persisted: the answer may be lost to a crash too.
-    this.#db
-      .transaction(() => {
-        for (const op of ops) this.#statements.markMaybeSent.run(op.lsn)
-      })
-      .immediate()
+    // (One range update: the batch is every entry up to its last LSN.)
+    this.#statements.markMaybeSentThrough.run(
+      (ops[ops.length - 1] as OutboxOp).lsn,
+    )
     const batch: OutboxBatch = {
       id: this.#nextBatchId++,
       ops,
@@ -238,15 +242,10 @@ export class Outbox {
         `upToLsn must be an integer, got ${describe(upToLsn)}`,
       )
     }
-    const removed = this.#db
-      .transaction(() => {
-        let n = 0
-        for (const lsn of inFlight.lsns) {
-          if (lsn <= upToLsn) n += this.#statements.deleteEntry.run(lsn).changes
-        }
-        return n
-      })
-      .immediate()
+    // A batch is always the oldest pending entries and nothing else was pending below its
+    // last LSN, so one range delete removes exactly the batch's confirmed entries.
+    const through = Math.min(upToLsn, inFlight.batch.lastLsn)
+    const removed = this.#statements.deleteThrough.run(through).changes
     this.#inFlight = undefined
     return removed
   }
@@ -255,6 +254,11 @@ export class Outbox {
   release(batch: OutboxBatch): void {
     this.#current(batch)
     this.#inFlight = undefined
+  }
+
+  /** @internal The store appended entries: the next batch must compact first. */
+  noteAppended(): void {
+    this.#uncompacted = true
   }
 
   /** @internal Whether the in-flight batch holds entries of a collection. */
@@ -303,8 +307,9 @@ function prepareStatements(db: Database) {
        ORDER BY o.lsn LIMIT ?`,
     ),
     deleteEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
-    markMaybeSent: db.prepare(
-      'UPDATE vs_outbox SET prior_exists = 1 WHERE lsn = ?',
+    deleteThrough: db.prepare('DELETE FROM vs_outbox WHERE lsn <= ?'),
+    markMaybeSentThrough: db.prepare(
+      'UPDATE vs_outbox SET prior_exists = 1 WHERE lsn <= ?',
     ),
     clearPriorExists: db.prepare(
       'UPDATE vs_outbox SET prior_exists = 0 WHERE lsn = ?',

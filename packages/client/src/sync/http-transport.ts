@@ -88,7 +88,8 @@ export class HttpTransport implements SyncTransport {
     this.#timeoutMs = options.timeoutMs ?? 30_000
     this.#headers = {
       accept: MEDIA_TYPES[format],
-      'accept-encoding': 'gzip',
+      // Same reasoning as for requests: gzip pays for base64 text, not for raw float bytes.
+      'accept-encoding': this.#compress ? 'gzip' : 'identity',
       ...(options.token === undefined
         ? { 'x-velosync-device': options.deviceId as string }
         : { authorization: `Bearer ${options.token}` }),
