@@ -11,7 +11,9 @@ import { createRequire } from 'node:module'
 import { isVeloSyncError } from '@velosync/core'
 import { Command, CommanderError } from 'commander'
 import { addDemoCommand } from './commands/demo.js'
+import { addServeCommand } from './commands/serve.js'
 import { addStatusCommand } from './commands/status.js'
+import { addTokenCommand } from './commands/token.js'
 
 const { version } = createRequire(import.meta.url)('../package.json') as {
   version: string
@@ -29,6 +31,8 @@ function createProgram(): Command {
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
     .showSuggestionAfterError()
+  addServeCommand(program)
+  addTokenCommand(program)
   addDemoCommand(program)
   addStatusCommand(program)
   return program

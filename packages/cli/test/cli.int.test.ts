@@ -64,6 +64,8 @@ describe('velosync --help', () => {
     expect(result.stdout).toMatch(/^Usage: velosync/)
     expect(result.stdout).toMatch(/^\s+demo \[options\]/m)
     expect(result.stdout).toMatch(/^\s+status \[options\]/m)
+    expect(result.stdout).toMatch(/^\s+serve \[options\]/m)
+    expect(result.stdout).toMatch(/^\s+token/m)
   })
 
   test.concurrent.for([
@@ -71,13 +73,25 @@ describe('velosync --help', () => {
       'demo',
       [
         '--docs <count>',
-        '(default: 20000)',
+        '(default: 2000; 20000 with --local)',
+        '--local',
         '--dims <n>',
         '(default: 384)',
         '--keep',
       ],
     ],
     ['status', ['--store <path>', '--json']],
+    [
+      'serve',
+      [
+        '--db <path>',
+        '"velosync-server.db"',
+        '--port <n>',
+        '(default: 8787)',
+        '--open',
+        '--log-level <level>',
+      ],
+    ],
   ] as const)(
     '%s --help describes its options',
     async ([command, expected]) => {
@@ -97,10 +111,17 @@ describe('velosync --help', () => {
 
 describe('velosync demo', () => {
   test(
-    '--docs 2000 --dims 32 writes, searches, compacts, verifies and cleans up',
+    '--local --docs 2000 --dims 32 writes, searches, compacts, verifies and cleans up',
     { timeout: 60_000 },
     async () => {
-      const result = await velosync('demo', '--docs', '2000', '--dims', '32')
+      const result = await velosync(
+        'demo',
+        '--local',
+        '--docs',
+        '2000',
+        '--dims',
+        '32',
+      )
       expect(result.stderr).toBe('')
       expect(result.code).toBe(0)
       const out = result.stdout
@@ -150,11 +171,12 @@ describe('velosync demo', () => {
   )
 
   test(
-    '--keep leaves a store that status reads back',
+    '--local --keep leaves a store that status reads back',
     { timeout: 60_000 },
     async () => {
       const demo = await velosync(
         'demo',
+        '--local',
         '--docs',
         '300',
         '--dims',
@@ -177,6 +199,8 @@ describe('velosync demo', () => {
           deviceId,
           lastLsn: 317, // 300 documents, 5 × 3 edits, doc-temp put + delete
           outboxEntries: 300, // compacted
+          pendingOps: 300,
+          syncCursor: 0, // never synced
           collections: [
             {
               name: 'notes',
@@ -233,6 +257,10 @@ describe('velosync status', () => {
     expect(text.stdout).toMatch(/^last LSN\s+5$/m)
     expect(text.stdout).toMatch(/^outbox\s+5 entries/m)
     expect(text.stdout).toMatch(
+      /^pending ops\s+4 \(documents the next push sends\)$/m,
+    )
+    expect(text.stdout).toMatch(/^sync cursor\s+0 \(never synced\)$/m)
+    expect(text.stdout).toMatch(
       new RegExp(
         `^\\s+notes\\s+4\\s+cosine\\s+float32\\s+2\\s+${expected.notes}$`,
         'm',
@@ -253,6 +281,8 @@ describe('velosync status', () => {
       replicaId: `${expected.deviceId}.${expected.epoch}`,
       lastLsn: 5,
       outboxEntries: expected.outbox,
+      pendingOps: 4, // a, b (its delete), c, p
+      syncCursor: 0,
       collections: [
         {
           name: 'notes',
@@ -309,6 +339,10 @@ describe('bad usage exits non-zero with a message on stderr', () => {
     [['demo', '--bogus'], "unknown option '--bogus'"],
     [['demo', 'extra'], 'too many arguments'],
     [['demo', '--docs', '1000000', '--dims', '4096'], 'the demo holds at most'],
+    [
+      ['demo', '--local', '--docs', '1000000', '--dims', '4096'],
+      'the demo holds at most',
+    ],
     [['status'], "required option '--store <path>' not specified"],
     [['frobnicate'], "unknown command 'frobnicate'"],
     [[], 'Usage: velosync'],

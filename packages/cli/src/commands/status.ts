@@ -14,6 +14,13 @@ export interface StoreStatus {
   readonly lastLsn: number
   /** Entries waiting in the replication log (the outbox) for a push. */
   readonly outboxEntries: number
+  /**
+   * Operations the next push sends: documents with unpushed writes (the outbox compacts
+   * to one entry per document before a push).
+   */
+  readonly pendingOps: number
+  /** The server sequence number this device has pulled through (0: never synced). */
+  readonly syncCursor: number
   readonly collections: ReadonlyArray<
     CollectionSchema & { readonly documents: number; readonly digest: string }
   >
@@ -24,7 +31,7 @@ export function addStatusCommand(program: Command): void {
   program
     .command('status')
     .description(
-      'Show a device store: device id, epoch, last LSN, outbox size, collections with counts and digests',
+      'Show a device store: device id, epoch, last LSN, outbox, sync cursor, collections with counts and digests',
     )
     .requiredOption('--store <path>', 'the store file (SQLite)')
     .option('--json', 'print one JSON object instead of text')
@@ -56,6 +63,13 @@ export function readStatus(path: string): StoreStatus {
       replicaId: store.replicaId,
       lastLsn: store.lastLsn,
       outboxEntries: store.outbox.size,
+      // Counted, not compacted: status must not change the file.
+      pendingOps: new Set(
+        store.outbox
+          .entries()
+          .map((entry) => JSON.stringify([entry.collection, entry.docId])),
+      ).size,
+      syncCursor: store.syncCursor,
       collections: store.listCollections().map((schema) => ({
         ...schema,
         documents: store.count(schema.name),
@@ -74,6 +88,8 @@ export function formatStatus(status: StoreStatus): string {
     `epoch        ${status.epoch}`,
     `last LSN     ${formatCount(status.lastLsn)}`,
     `outbox       ${formatCount(status.outboxEntries)} ${status.outboxEntries === 1 ? 'entry' : 'entries'} waiting to be pushed`,
+    `pending ops  ${formatCount(status.pendingOps)} (document${status.pendingOps === 1 ? '' : 's'} the next push sends)`,
+    `sync cursor  ${status.syncCursor === 0 ? '0 (never synced)' : formatCount(status.syncCursor)}`,
     `collections  ${status.collections.length}`,
   ]
   if (status.collections.length > 0) {

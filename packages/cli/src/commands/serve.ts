@@ -1,0 +1,163 @@
+import { resolve } from 'node:path'
+import { createSyncServer } from '@velosync/server'
+import { SqliteServerStore } from '@velosync/storage-sqlite'
+import { Option, type Command } from 'commander'
+import { pino, type Level } from 'pino'
+import { integerInRange } from '../parse-options.js'
+
+/** Default `--db` of `serve` and `token`: a file in the working directory. */
+export const DEFAULT_SERVER_DB = 'velosync-server.db'
+/** Default `--port` of `serve`. */
+export const DEFAULT_PORT = 8787
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace']
+
+/** Options of `velosync serve` (after parsing and validation). */
+export interface ServeOptions {
+  /** The server's SQLite file. Default `./velosync-server.db`. */
+  readonly db: string
+  /** TCP port; 0 picks a free one. Default 8787. */
+  readonly port: number
+  /** Interface to listen on. Default `127.0.0.1` (this machine only). */
+  readonly host: string
+  /** Open mode: no tokens, the device is named by `X-VeloSync-Device`. Default false. */
+  readonly open: boolean
+  /** Largest request body in MiB. Default: the server's (32). */
+  readonly maxBodyMb?: number
+  /** How long tombstones are kept for silent devices, in days. Default: the server's (30). */
+  readonly tombstoneRetentionDays?: number
+  /** pino level, or `silent`. Default `info`. */
+  readonly logLevel: Level | 'silent'
+}
+
+/** Registers `velosync serve`. */
+export function addServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description(
+      'Run a sync server on an SQLite file; devices authenticate with tokens from `velosync token create`',
+    )
+    .option('--db <path>', 'SQLite file of the server', DEFAULT_SERVER_DB)
+    .addOption(
+      new Option('--port <n>', 'TCP port (0: any free port)')
+        .argParser(integerInRange(0, 65_535))
+        .default(DEFAULT_PORT),
+    )
+    .option(
+      '--host <host>',
+      'interface to listen on (0.0.0.0 exposes it to the network)',
+      '127.0.0.1',
+    )
+    .option(
+      '--open',
+      'open mode for local development: no tokens, any client may act as any device',
+      false,
+    )
+    .addOption(
+      new Option(
+        '--max-body-mb <n>',
+        'largest request body in MiB (default: 32)',
+      ).argParser(integerInRange(1, 1024)),
+    )
+    .addOption(
+      new Option(
+        '--tombstone-retention-days <n>',
+        'days a deletion is kept for devices that have not synced (default: 30)',
+      ).argParser(integerInRange(0, 36_500)),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'pino log level (logs go to stderr)')
+        .choices([...LOG_LEVELS, 'silent'])
+        .default('info'),
+    )
+    .action((options: ServeOptions) => serve(options))
+}
+
+/**
+ * Runs the server until SIGINT or SIGTERM, then stops listening (waiting for requests in
+ * flight), closes the store and resolves.
+ *
+ * @throws `storage_failure` when the store cannot be opened; the listener's error (e.g.
+ *   `EADDRINUSE`) when the port is taken.
+ */
+export async function serve(options: ServeOptions): Promise<void> {
+  const path = resolve(options.db)
+  // Logs go to stderr so that stdout stays the few human lines below (the URL, shutdown).
+  const logger = pino(
+    { name: 'velosync', level: options.logLevel },
+    pino.destination({ dest: 2, sync: true }),
+  )
+  const store = SqliteServerStore.open({ path })
+  let listening: { port: number; close(): Promise<void> }
+  try {
+    const server = createSyncServer({
+      store,
+      auth: options.open ? { mode: 'open' } : { mode: 'token' },
+      logger,
+      ...(options.maxBodyMb === undefined
+        ? {}
+        : { maxBodyBytes: options.maxBodyMb * 1024 * 1024 }),
+      ...(options.tombstoneRetentionDays === undefined
+        ? {}
+        : {
+            tombstoneRetentionMs:
+              options.tombstoneRetentionDays * 24 * 60 * 60 * 1000,
+          }),
+    })
+    listening = await server.listen({ port: options.port, host: options.host })
+  } catch (error) {
+    await store.close()
+    throw error
+  }
+
+  // An IPv6 literal needs brackets in a URL.
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host
+  const url = `http://${host}:${listening.port}`
+  if (options.open) {
+    process.stderr.write(
+      [
+        '',
+        '  !!! OPEN MODE: no authentication. Any client that can reach this port can read',
+        '  !!! every document and write as any device (X-VeloSync-Device header).',
+        '  !!! Use it for local development only; never expose it to a network.',
+        '',
+        '',
+      ].join('\n'),
+    )
+  }
+  // One write, so that a reader waiting for the URL also gets the lines after it.
+  console.log(
+    [
+      `VeloSync server listening on ${url}`,
+      `  store  ${path}`,
+      options.open
+        ? '  auth   open (devices name themselves)'
+        : `  auth   device tokens; create one with: velosync token create --device <name> --db ${path}`,
+      '  stop   Ctrl-C (or SIGTERM)',
+    ].join('\n'),
+  )
+
+  await new Promise<void>((done) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      // A second signal while shutting down falls through to Node's default: exit now.
+      console.log(`\n${signal}: stopping (finishing requests in flight)`)
+      listening
+        .close()
+        .catch((error: unknown) =>
+          logger.error({ err: error }, 'closing the listener failed'),
+        )
+        .then(() => store.close())
+        .catch((error: unknown) =>
+          logger.error({ err: error }, 'closing the store failed'),
+        )
+        .finally(() => {
+          console.log('stopped')
+          done()
+        })
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+}
