@@ -1,0 +1,567 @@
+/**
+ * Sync throughput and bytes on the wire, over real HTTP on 127.0.0.1 with real SQLite files.
+ *
+ * Rows (per wire format: `binary` = MessagePack, `json` = JSON with base64 vectors and
+ * gzip, `naive-json-f64` = the original prototype's design, see below):
+ * - push       one device pushes N documents (default 10,000 × 384-d float32, ~200-char
+ *              text + small metadata) to an empty server: one `SyncClient.sync()` round
+ *              (push batches, their pulls, the ack). docsPerSec = N / median time.
+ * - pull       a fresh device pulls those N documents: one `sync()` round.
+ * - idle-pull  the pushing device syncs again right after its push, with nothing new: the
+ *              bytes of that whole round (one sync exchange + the ack).
+ *
+ * Bytes are counted on the wire: every connection goes through a byte-counting TCP proxy
+ * on 127.0.0.1, so request and status lines, headers and bodies in both directions all
+ * count. rawBytesPerDoc is what the documents themselves hold: vector bytes (float32) +
+ * metadata JSON (with the text) + id. The server, the proxy and the devices share this
+ * process (one event loop), so docs/s includes the work of both ends.
+ *
+ * naive-json-f64: the prototype posted documents as JSON with the vector as a float64
+ * number array to an endpoint that parsed them and inserted them into SQLite, and served
+ * them back the same way. Simulated here with a tiny node:http server (better-sqlite3 with
+ * SQLite's defaults, float64 BLOBs, one transaction per batch); the pulling client inserts
+ * what it gets into its own SQLite file, in batches of --batch documents like the sync client.
+ *
+ * Each configuration runs --runs times (default 3) after one warm-up run; medians shown.
+ *
+ * Options: --batch N documents per request, push and pull (default 1000, the sync client's
+ * default); --synchronous full|normal for every SQLite file of the VeloSync runs (default
+ * full, the stores' default).
+ *
+ * Usage: npm run bench:sync -- [--json] [--runs N] [--docs N] [--dims N] [--formats a,b]
+ *   [--batch N] [--synchronous full|normal]
+ * Needs `npm run build` first (the packages are imported from their builds).
+ * --json prints one JSON array of rows to stdout and nothing else; progress goes to stderr.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { connect, createServer as createTcpServer } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
+import type { WireFormat } from '@velosync/core'
+import { createSyncServer, createToken, hashToken } from '@velosync/server'
+import { SqliteServerStore } from '@velosync/storage-sqlite'
+import {
+  clusteredEmbeddings,
+  sampleMetadata,
+  type SampleMetadata,
+} from '@velosync/testkit'
+import Database from 'better-sqlite3'
+
+type Format = 'binary' | 'json' | 'naive-json-f64'
+
+interface ThroughputRow {
+  readonly name: 'push' | 'pull'
+  readonly format: Format
+  readonly docs: number
+  readonly dims: number
+  readonly runs: number
+  readonly docsPerSec: number
+  readonly medianMs: number
+  readonly wireBytesPerDoc: number
+  readonly rawBytesPerDoc: number
+  /** wireBytesPerDoc / rawBytesPerDoc. */
+  readonly wireToRaw: number
+}
+
+interface IdleRow {
+  readonly name: 'idle-pull'
+  readonly format: Format
+  readonly runs: number
+  readonly wireBytes: number
+}
+
+type Row = ThroughputRow | IdleRow
+
+/** What one run of one format measured. */
+interface RunResult {
+  readonly pushMs: number
+  readonly pushBytes: number
+  readonly pullMs: number
+  readonly pullBytes: number
+  /** Undefined for the naive design, which has no incremental pull. */
+  readonly idleBytes: number | undefined
+}
+
+interface BenchDocument {
+  readonly id: string
+  readonly vector: Float32Array
+  readonly metadata: SampleMetadata
+}
+
+const COLLECTION = 'bench'
+/** Issue 3's targets for this machine. */
+const TARGET_DOCS_PER_SEC = 20_000
+const TARGET_WIRE_TO_RAW = 1.1
+const TARGET_IDLE_BYTES = 2048
+
+const log = (message: string): void => {
+  process.stderr.write(`${message}\n`)
+}
+
+const { values: args } = parseArgs({
+  options: {
+    json: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '3' },
+    docs: { type: 'string', default: '10000' },
+    dims: { type: 'string', default: '384' },
+    formats: { type: 'string', default: 'binary,json,naive-json-f64' },
+    synchronous: { type: 'string', default: 'full' },
+    batch: { type: 'string', default: '1000' },
+  },
+})
+const runs = integerArg(args.runs, '--runs', 1)
+const docCount = integerArg(args.docs, '--docs', 1)
+const dims = integerArg(args.dims, '--dims', 1)
+const batch = integerArg(args.batch, '--batch', 1)
+if (args.synchronous !== 'full' && args.synchronous !== 'normal') {
+  log(`--synchronous takes full or normal, got ${args.synchronous}`)
+  process.exit(2)
+}
+const synchronous: 'full' | 'normal' = args.synchronous
+const FORMATS: readonly Format[] = ['binary', 'json', 'naive-json-f64']
+const formats = args.formats.split(',').map((name) => {
+  const format = FORMATS.find((known) => known === name.trim())
+  if (format === undefined) {
+    log(`--formats takes a list of ${FORMATS.join(', ')}; got ${name}`)
+    process.exit(2)
+  }
+  return format
+})
+
+/** Runs every configuration and prints the rows (classes below must be initialized first). */
+async function main(): Promise<void> {
+  const workDir = mkdtempSync(join(tmpdir(), 'velosync-bench-sync-'))
+  try {
+    log(`generating ${docCount} documents, ${dims}-d`)
+    const documents = makeDocuments(docCount)
+    const rawBytesPerDoc = rawBytesOf(documents) / docCount
+    const rows: Row[] = []
+    let runIndex = 0
+    for (const format of formats) {
+      const results: RunResult[] = []
+      // Run 0 warms up the JIT, the page cache and the connection code; it is not counted.
+      for (let run = 0; run <= runs; run++) {
+        const dir = join(workDir, `run-${runIndex++}`)
+        mkdirSync(dir)
+        const result =
+          format === 'naive-json-f64'
+            ? await runNaive(documents, dir)
+            : await runVeloSync(
+                documents,
+                format === 'binary' ? 'msgpack' : 'json',
+                dir,
+              )
+        rmSync(dir, { recursive: true, force: true })
+        log(
+          `${format} ${run === 0 ? 'warm-up' : `run ${run}/${runs}`}: ` +
+            `push ${result.pushMs.toFixed(0)} ms, pull ${result.pullMs.toFixed(0)} ms`,
+        )
+        if (run > 0) results.push(result)
+      }
+      for (const name of ['push', 'pull'] as const) {
+        const medianMs = median(
+          results.map((r) => (name === 'push' ? r.pushMs : r.pullMs)),
+        )
+        const wireBytesPerDoc =
+          median(
+            results.map((r) => (name === 'push' ? r.pushBytes : r.pullBytes)),
+          ) / docCount
+        rows.push({
+          name,
+          format,
+          docs: docCount,
+          dims,
+          runs,
+          docsPerSec: Math.round(docCount / (medianMs / 1000)),
+          medianMs: round(medianMs, 1),
+          wireBytesPerDoc: round(wireBytesPerDoc, 1),
+          rawBytesPerDoc: round(rawBytesPerDoc, 1),
+          wireToRaw: round(wireBytesPerDoc / rawBytesPerDoc, 3),
+        })
+      }
+      const idle = results
+        .map((r) => r.idleBytes)
+        .filter((bytes) => bytes !== undefined)
+      if (idle.length > 0) {
+        rows.push({
+          name: 'idle-pull',
+          format,
+          runs,
+          wireBytes: median(idle),
+        })
+      }
+    }
+    if (args.json) process.stdout.write(`${JSON.stringify(rows)}\n`)
+    else printTable(rows)
+  } finally {
+    rmSync(workDir, { recursive: true, force: true })
+  }
+}
+
+/** Push, idle pull and pull of every document through a VeloSync server. */
+async function runVeloSync(
+  documents: readonly BenchDocument[],
+  format: WireFormat,
+  dir: string,
+): Promise<RunResult> {
+  const serverStore = SqliteServerStore.open({
+    path: join(dir, 'server.db'),
+    synchronous,
+  })
+  const server = createSyncServer({
+    store: serverStore,
+    auth: { mode: 'token' },
+  })
+  const listening = await server.listen({ port: 0, host: '127.0.0.1' })
+  const proxy = await ByteCountingProxy.start(listening.port)
+  const url = `http://127.0.0.1:${proxy.port}`
+  const devices: Array<{ store: LocalStore; transport: HttpTransport }> = []
+  const device = async (name: string) => {
+    const token = createToken()
+    await serverStore.createDeviceToken(name, hashToken(token))
+    const store = LocalStore.open({
+      path: join(dir, `${name}.db`),
+      deviceId: name,
+      synchronous,
+    })
+    const transport = new HttpTransport({ url, token, format })
+    devices.push({ store, transport })
+    const client = new SyncClient(store, {
+      transport,
+      maxOpsPerPush: batch,
+      pullLimit: batch,
+    })
+    return { store, client }
+  }
+  try {
+    const pusher = await device('pusher')
+    pusher.store.createCollection({ name: COLLECTION, dims, metric: 'cosine' })
+    pusher.store.putMany(COLLECTION, documents)
+
+    proxy.bytes = 0
+    let started = performance.now()
+    const pushed = await pusher.client.sync()
+    const pushMs = performance.now() - started
+    const pushBytes = proxy.bytes
+    if (pushed.pushed !== documents.length) {
+      throw new Error(`pushed ${pushed.pushed} of ${documents.length}`)
+    }
+
+    proxy.bytes = 0
+    await pusher.client.sync()
+    const idleBytes = proxy.bytes
+
+    const puller = await device('puller')
+    proxy.bytes = 0
+    started = performance.now()
+    const pulled = await puller.client.sync()
+    const pullMs = performance.now() - started
+    const pullBytes = proxy.bytes
+    if (
+      pulled.pulled !== documents.length ||
+      puller.store.digest(COLLECTION) !== (await serverStore.digest(COLLECTION))
+    ) {
+      throw new Error(
+        `the pulling device did not converge (${pulled.pulled} pulled)`,
+      )
+    }
+    return { pushMs, pushBytes, pullMs, pullBytes, idleBytes }
+  } finally {
+    for (const { store, transport } of devices) {
+      await transport.close()
+      store.close()
+    }
+    await proxy.close()
+    await listening.close()
+    await serverStore.close()
+  }
+}
+
+/** The prototype's design: float64 vectors as JSON number arrays, in and out. */
+async function runNaive(
+  documents: readonly BenchDocument[],
+  dir: string,
+): Promise<RunResult> {
+  const db = new Database(join(dir, 'naive-server.db'))
+  db.exec(
+    'CREATE TABLE docs (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, vector BLOB NOT NULL, metadata TEXT NOT NULL)',
+  )
+  const insert = db.prepare(
+    'INSERT INTO docs (id, vector, metadata) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET vector = excluded.vector, metadata = excluded.metadata',
+  )
+  const insertAll = db.transaction((docs: readonly NaiveDocument[]) => {
+    for (const doc of docs) {
+      insert.run(doc.id, float64Blob(doc.vector), JSON.stringify(doc.metadata))
+    }
+  })
+  const page = db.prepare(
+    'SELECT seq, id, vector, metadata FROM docs WHERE seq > ? ORDER BY seq LIMIT ?',
+  )
+  const server = createServer((request, response) => {
+    void handleNaive(request).then(
+      (body) => {
+        response.writeHead(200, { 'content-type': 'application/json' })
+        response.end(body)
+      },
+      (error: unknown) => {
+        response.writeHead(400, { 'content-type': 'application/json' })
+        response.end(JSON.stringify({ error: String(error) }))
+      },
+    )
+  })
+  async function handleNaive(request: IncomingMessage): Promise<string> {
+    const url = new URL(request.url ?? '/', 'http://localhost')
+    if (request.method === 'POST') {
+      const { docs } = JSON.parse(await readText(request)) as {
+        docs: NaiveDocument[]
+      }
+      insertAll(docs)
+      return JSON.stringify({ inserted: docs.length })
+    }
+    const after = Number(url.searchParams.get('after') ?? 0)
+    const rows = page.all(after, batch) as Array<{
+      seq: number
+      id: string
+      vector: Buffer
+      metadata: string
+    }>
+    return JSON.stringify({
+      docs: rows.map((row) => ({
+        id: row.id,
+        vector: Array.from(
+          new Float64Array(
+            row.vector.buffer,
+            row.vector.byteOffset,
+            row.vector.byteLength / 8,
+          ),
+        ),
+        metadata: JSON.parse(row.metadata) as unknown,
+      })),
+      next: rows.at(-1)?.seq ?? after,
+    })
+  }
+  const port = await listen(server)
+  const proxy = await ByteCountingProxy.start(port)
+  const base = `http://127.0.0.1:${proxy.port}`
+  const local = new Database(join(dir, 'naive-device.db'))
+  local.exec(
+    'CREATE TABLE docs (id TEXT PRIMARY KEY, vector BLOB NOT NULL, metadata TEXT NOT NULL)',
+  )
+  const localInsert = local.prepare(
+    'INSERT OR REPLACE INTO docs (id, vector, metadata) VALUES (?, ?, ?)',
+  )
+  const localInsertAll = local.transaction((docs: readonly NaiveDocument[]) => {
+    for (const doc of docs) {
+      localInsert.run(
+        doc.id,
+        float64Blob(doc.vector),
+        JSON.stringify(doc.metadata),
+      )
+    }
+  })
+  try {
+    proxy.bytes = 0
+    let started = performance.now()
+    for (let i = 0; i < documents.length; i += batch) {
+      const docs = documents.slice(i, i + batch).map((doc) => ({
+        id: doc.id,
+        vector: Array.from(doc.vector),
+        metadata: doc.metadata,
+      }))
+      const response = await fetch(`${base}/docs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ docs }),
+      })
+      if (!response.ok) throw new Error(await response.text())
+      await response.arrayBuffer()
+    }
+    const pushMs = performance.now() - started
+    const pushBytes = proxy.bytes
+
+    proxy.bytes = 0
+    started = performance.now()
+    let after = 0
+    let pulled = 0
+    for (;;) {
+      const response = await fetch(`${base}/docs?after=${after}`)
+      const body = (await response.json()) as {
+        docs: NaiveDocument[]
+        next: number
+      }
+      if (body.docs.length === 0) break
+      localInsertAll(body.docs)
+      pulled += body.docs.length
+      after = body.next
+    }
+    const pullMs = performance.now() - started
+    if (pulled !== documents.length) {
+      throw new Error(`naive pull got ${pulled} of ${documents.length}`)
+    }
+    return {
+      pushMs,
+      pushBytes,
+      pullMs,
+      pullBytes: proxy.bytes,
+      idleBytes: undefined,
+    }
+  } finally {
+    await proxy.close()
+    await new Promise<void>((done) => {
+      server.close(() => done())
+      server.closeAllConnections()
+    })
+    db.close()
+    local.close()
+  }
+}
+
+interface NaiveDocument {
+  readonly id: string
+  readonly vector: readonly number[]
+  readonly metadata: unknown
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 that counts every byte it forwards, both directions: what an
+ * HTTP client and server exchange on the wire, headers included.
+ */
+class ByteCountingProxy {
+  /** Bytes forwarded since the last reset (assign 0 to reset). */
+  bytes = 0
+  port = 0
+  readonly #sockets = new Set<Socket>()
+  readonly #server: ReturnType<typeof createTcpServer>
+
+  private constructor(targetPort: number) {
+    this.#server = createTcpServer((downstream) => {
+      const upstream = connect(targetPort, '127.0.0.1')
+      for (const socket of [downstream, upstream]) {
+        // Nagle would hold back small writes (headers) waiting for an ACK.
+        socket.setNoDelay(true)
+        this.#sockets.add(socket)
+        socket.on('close', () => this.#sockets.delete(socket))
+        socket.on('error', () => {
+          downstream.destroy()
+          upstream.destroy()
+        })
+        socket.on('data', (chunk: Buffer) => {
+          this.bytes += chunk.length
+        })
+      }
+      downstream.pipe(upstream)
+      upstream.pipe(downstream)
+    })
+  }
+
+  static async start(targetPort: number): Promise<ByteCountingProxy> {
+    const proxy = new ByteCountingProxy(targetPort)
+    proxy.port = await listen(proxy.#server)
+    return proxy
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy()
+    return new Promise((done) => this.#server.close(() => done()))
+  }
+}
+
+function listen(server: Server | ReturnType<typeof createTcpServer>) {
+  return new Promise<number>((done, fail) => {
+    server.once('error', fail)
+    server.listen(0, '127.0.0.1', () => {
+      done((server.address() as AddressInfo).port)
+    })
+  })
+}
+
+async function readText(request: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of request) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function float64Blob(vector: readonly number[]): Buffer {
+  const values = Float64Array.from(vector)
+  return Buffer.from(values.buffer, values.byteOffset, values.byteLength)
+}
+
+/** Clustered unit vectors with ~200 characters of text and a few fields each. */
+function makeDocuments(count: number): BenchDocument[] {
+  const embeddings = clusteredEmbeddings({ count, dims, seed: 42 })
+  return Array.from({ length: count }, (_, i) => ({
+    id: `doc-${String(i).padStart(6, '0')}`,
+    vector: embeddings.row(i),
+    metadata: sampleMetadata(i, embeddings.clusterOf[i] as number, 42),
+  }))
+}
+
+/** Vector bytes (float32) + metadata JSON (UTF-8, text included) + id, summed over docs. */
+function rawBytesOf(documents: readonly BenchDocument[]): number {
+  let total = 0
+  for (const doc of documents) {
+    total +=
+      doc.vector.byteLength +
+      Buffer.byteLength(JSON.stringify(doc.metadata)) +
+      Buffer.byteLength(doc.id)
+  }
+  return total
+}
+
+function printTable(rows: readonly Row[]): void {
+  const lines = [
+    `sync over HTTP on 127.0.0.1: ${docCount} docs × ${dims}-d float32, median of ${runs} runs`,
+    '',
+    'name       format          docs/s  wire B/doc  raw B/doc  wire/raw  target',
+  ]
+  for (const row of rows) {
+    if (row.name === 'idle-pull') {
+      const ok = row.wireBytes <= TARGET_IDLE_BYTES
+      lines.push(
+        `${row.name.padEnd(10)} ${row.format.padEnd(14)} ${'—'.padStart(7)}  ${`${row.wireBytes} B total`.padStart(10)}  ` +
+          `${''.padStart(9)}  ${''.padStart(8)}  ${ok ? 'ok' : 'MISSED'} (≤ ${TARGET_IDLE_BYTES} B)`,
+      )
+      continue
+    }
+    const target =
+      row.format === 'binary'
+        ? `${row.docsPerSec >= TARGET_DOCS_PER_SEC ? 'ok' : 'MISSED'} (≥ ${TARGET_DOCS_PER_SEC} docs/s), ` +
+          `${row.wireToRaw <= TARGET_WIRE_TO_RAW ? 'ok' : 'MISSED'} (≤ ${TARGET_WIRE_TO_RAW}× raw)`
+        : ''
+    lines.push(
+      `${row.name.padEnd(10)} ${row.format.padEnd(14)} ${String(row.docsPerSec).padStart(7)}  ` +
+        `${row.wireBytesPerDoc.toFixed(0).padStart(10)}  ${row.rawBytesPerDoc.toFixed(0).padStart(9)}  ` +
+        `${row.wireToRaw.toFixed(2).padStart(8)}  ${target}`.trimEnd(),
+    )
+  }
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits
+  return Math.round(value * scale) / scale
+}
+
+function integerArg(text: string, name: string, min: number): number {
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value < min) {
+    log(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(text)}`)
+    process.exit(2)
+  }
+  return value
+}
+
+await main()
