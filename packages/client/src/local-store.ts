@@ -788,6 +788,12 @@ export class LocalStore {
               pendingByCollection.set(state, pending)
             }
             if (pending.has(version.id)) {
+              // The server has this document now: the pending write may no longer be
+              // compacted away as never sent (a create-then-delete must reach the server).
+              this.#statements.markServerKnows.run(
+                state.collectionId,
+                version.id,
+              )
               skippedPending++
               continue
             }
@@ -1294,6 +1300,9 @@ function prepareStatements(db: Database.Database) {
       'SELECT id, vector, metadata FROM vs_documents WHERE collection_id = ? AND deleted = 0',
     ),
     selectStoreValue: db.prepare('SELECT value FROM vs_store WHERE key = ?'),
+    markServerKnows: db.prepare(
+      'UPDATE vs_outbox SET prior_exists = 1 WHERE collection_id = ? AND doc_id = ?',
+    ),
     selectPriorsAll: db.prepare(
       'SELECT id, deleted, version_vector, hash FROM vs_documents WHERE collection_id = ?',
     ),

@@ -145,7 +145,9 @@ export class Outbox {
             priorExists: row.prior_exists === 1,
           }))
         const plan = planCompaction(pending)
-        this.#uncompacted = false
+        // In-flight entries were left out: if they come back (release), the log may again
+        // hold two entries for one document, so only a full compaction clears the mark.
+        if (inFlight === undefined) this.#uncompacted = false
         for (const lsn of plan.removeLsns) this.#statements.deleteEntry.run(lsn)
         for (const lsn of plan.clearPriorExists)
           this.#statements.clearPriorExists.run(lsn)

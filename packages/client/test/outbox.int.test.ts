@@ -279,3 +279,45 @@ describe('Outbox: a push whose outcome is unknown', () => {
     ])
   })
 })
+
+describe('Outbox: review findings', () => {
+  const remote = (id: string): DocumentVersion => ({
+    id,
+    deleted: false,
+    vector: new Float32Array(vec(3)),
+    metadataJson: '{"from":"b"}',
+    versionVector: { 'b.00000001': 1 },
+    hlc: { wallMs: 1_000, counter: 0 },
+    origin: 'b.00000001',
+  })
+
+  test('a remote version skipped for a pending write makes a later delete of it be sent', ({
+    store,
+  }) => {
+    store.put('docs', { id: 'x', vector: vec(1) }) // never sent
+    expect(
+      store.applyServerUpdate({
+        versions: [{ collection: 'docs', version: remote('x') }],
+      }),
+    ).toEqual({
+      applied: 0,
+      skippedPending: 1,
+    })
+    store.delete('docs', 'x')
+    // The server has b's x: dropping the delete would leave this device without x forever.
+    expect(
+      store.outbox.takeBatch()!.ops.map((op) => [op.version.id, op.op]),
+    ).toEqual([['x', 'delete']])
+  })
+
+  test('compact() while a batch is in flight leaves the released entries compactable', ({
+    store,
+  }) => {
+    store.put('docs', { id: 'x', vector: vec(1) })
+    const batch = store.outbox.takeBatch()!
+    store.put('docs', { id: 'x', vector: vec(2) })
+    store.outbox.compact()
+    store.outbox.release(batch)
+    expect(store.outbox.takeBatch()!.ops.map((op) => op.lsn)).toEqual([2])
+  })
+})

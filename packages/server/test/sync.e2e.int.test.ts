@@ -326,6 +326,22 @@ describe('sync over HTTP', () => {
     expect(phone.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('a failed local apply releases the batch, so the next round pushes it', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    b.store.createCollection({ name: 'shared', dims: 4, metric: 'l2' })
+    b.store.put('shared', { id: 's', vector: [1, 2, 3, 4] })
+    await b.sync.sync()
+    a.store.createCollection({ name: 'shared', dims: 4, metric: 'cosine' }) // contradicts the server
+    a.store.put('notes', { id: 'x', vector: vec(1) })
+    await expect(a.sync.sync()).rejects.toThrow(/differs from this device/)
+    expect(a.store.outbox.inFlight).toBeUndefined()
+    a.store.dropCollection('shared')
+    await a.sync.sync()
+    expect(a.store.outbox.size).toBe(0)
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('I8: a token of device A cannot act as device B; a bad token is refused', async () => {
     const a = await device('alpha')
     await device('beta')

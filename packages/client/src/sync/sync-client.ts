@@ -349,25 +349,27 @@ export class SyncClient {
         }
       }
       for (const change of response.changes) versions.push(change)
-      store.applyServerUpdate({
-        versions,
-        collections: response.collections,
-        ...(batch === undefined
-          ? {}
-          : { confirm: { batch, throughLsn: response.appliedThroughLsn } }),
-        ...(resync === undefined ? { cursor: response.cursor } : {}),
-      })
+      try {
+        store.applyServerUpdate({
+          versions,
+          collections: response.collections,
+          ...(batch === undefined
+            ? {}
+            : { confirm: { batch, throughLsn: response.appliedThroughLsn } }),
+          ...(resync === undefined ? { cursor: response.cursor } : {}),
+        })
+      } catch (error) {
+        // The local transaction rolled back: the batch is not confirmed, and keeping it
+        // marked in flight would wedge every later round with 'busy'.
+        if (batch !== undefined && store.outbox.inFlight === batch)
+          store.outbox.release(batch)
+        throw error
+      }
       if (resync !== undefined) {
         resync.cursor = response.cursor
-        // Everything the server sent, and everything it confirmed from this round's push,
-        // is on the server; local documents outside that set were deleted while away.
-        const onServer = [
-          ...versions,
-          ...(batch?.ops ?? []).filter(
-            (op) => op.lsn <= response.appliedThroughLsn,
-          ),
-        ]
-        for (const { collection, version } of onServer) {
+        // With fullResync the pulls return every version the server holds (this round's
+        // pushes included, at their new seqs): exactly the set to keep.
+        for (const { collection, version } of versions) {
           let ids = resync.seen.get(collection)
           if (ids === undefined) resync.seen.set(collection, (ids = new Set()))
           ids.add(version.id)
