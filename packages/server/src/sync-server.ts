@@ -287,13 +287,22 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     const { request, deviceId, format, responseFormat } = call
     const body = await readCheckedBody(request)
     const sync: SyncRequest = decodeSyncRequest(body, format, { deviceId })
-    await ensureCollections(sync.collections)
     const replica: ReplicaRef = { deviceId, epoch: sync.epoch }
+    if (sync.lastLsn !== undefined) {
+      const applied = await store.appliedLsn(replica)
+      if (applied > sync.lastLsn) {
+        throw new VeloSyncError(
+          'lsn_reused',
+          `this server applied LSN ${applied} from replica ${deviceId}.${sync.epoch}, but the device's newest is ${sync.lastLsn}: its store was restored from an older copy; start a new epoch (the sync client does this by itself) and sync again`,
+        )
+      }
+    }
     // The pull below could still refuse the cursor (resync_required) after the push
-    // committed; checking it first keeps "no error response after a write" (DESIGN 7)
-    // except for a garbage collection racing in between.
+    // committed; checking it first (and before any collection is created) keeps "an
+    // error changes nothing" (DESIGN 7), except for a garbage collection racing in between.
     const pullOptions = { includeEchoes: sync.fullResync === true }
     if (sync.cursor > 0) await store.pull(replica, sync.cursor, 1, pullOptions)
+    await ensureCollections(sync.collections)
     const pushed = await store.push(replica, sync.push, {
       nowMs: clock(),
       ...(options.resolver === undefined ? {} : { resolver: options.resolver }),

@@ -326,6 +326,40 @@ describe('sync over HTTP', () => {
     expect(phone.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('I2/I3: a device restored from a backup with nothing pending gets back what its lost incarnation pushed', async () => {
+    const token = createToken()
+    await serverStore.createDeviceToken('tablet', hashToken(token))
+    const path = join(dir, 'tablet.db')
+    const open = () => {
+      const store = LocalStore.open({ path, deviceId: 'tablet' })
+      opened.push(store)
+      return {
+        store,
+        sync: new SyncClient(store, {
+          transport: new HttpTransport({ url, token }),
+        }),
+      }
+    }
+    let tablet = open()
+    tablet.store.createCollection({ name: 'notes', dims: DIMS })
+    tablet.store.put('notes', { id: 'x', vector: vec(1), metadata: { v: 1 } })
+    await tablet.sync.sync()
+    tablet.store.close()
+    copyFileSync(path, join(dir, 'tablet-backup.db'))
+    tablet = open()
+    tablet.store.put('notes', { id: 'x', vector: vec(1), metadata: { v: 2 } })
+    tablet.store.put('notes', { id: 'z', vector: vec(2) })
+    await tablet.sync.sync()
+    tablet.store.close()
+    copyFileSync(join(dir, 'tablet-backup.db'), path) // restored; nothing pending
+    tablet = open()
+    const round = await tablet.sync.sync()
+    expect(round.resynced).toBe(true)
+    expect(tablet.store.get('notes', 'x')?.metadata).toEqual({ v: 2 })
+    expect(tablet.store.get('notes', 'z')).toBeDefined()
+    expect(tablet.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('a failed local apply releases the batch, so the next round pushes it', async () => {
     const a = await device('alpha')
     const b = await device('beta')

@@ -738,6 +738,18 @@ export class SqliteServerStore implements ServerStore {
     })
   }
 
+  appliedLsn(replica: ReplicaRef): Promise<number> {
+    return settle(() => {
+      this.#assertOpen()
+      const replicaId = replicaIdOfRef(replica)
+      return this.#run(() => {
+        const row = this.#statements.selectReplica.get(replicaId) as
+          { applied_lsn: number } | undefined
+        return row?.applied_lsn ?? 0
+      })
+    })
+  }
+
   /** Closes the file. Further calls throw `closed`. Idempotent. */
   close(): Promise<void> {
     return settle(() => {

@@ -573,6 +573,13 @@ export function describeServerStore(
       await expectCode(store.pull(OBSERVER, -1, 10), 'invalid_argument')
     })
 
+    it(`${name}: S2 appliedLsn reports the highest LSN applied per replica (0 before any push)`, async () => {
+      expect(await store.appliedLsn(DEVICE_A)).toBe(0)
+      await store.push(DEVICE_A, [a.put('a1', 1), a.put('a2', 2)])
+      expect(await store.appliedLsn(DEVICE_A)).toBe(2)
+      expect(await store.appliedLsn(DEVICE_B)).toBe(0)
+    })
+
     it(`${name}: S5 echo suppression: the pusher pulls none of its own unchanged versions, its cursor advances, others get them`, async () => {
       await store.push(
         DEVICE_A,

@@ -302,6 +302,8 @@ export class SyncClient {
         pullLimit: this.#pullLimit,
         // Rebuilding: the pull must include this device's own versions too.
         fullResync: resync !== undefined,
+        // Lets the server notice a store restored from an older copy (lsn_reused).
+        lastLsn: store.lastLsn,
       }
       let response: SyncResponse
       try {
@@ -313,10 +315,12 @@ export class SyncClient {
       } catch (error) {
         if (batch !== undefined) store.outbox.release(batch)
         if (isVeloSyncError(error, 'lsn_reused') && !epochRenewed) {
-          // This store was restored from a backup: its LSNs were already used for other
-          // content. Re-stamp the unpushed writes under a new replica and send them again.
+          // This store was restored from an older copy: its LSNs were already used for
+          // other content. Re-stamp the unpushed writes under a new replica, and rebuild
+          // from 0: versions the lost incarnation pushed may sit behind the stored cursor.
           store.startNewEpoch()
           epochRenewed = true
+          resync ??= { cursor: 0, seen: new Map() }
           continue
         }
         if (isVeloSyncError(error, 'resync_required') && resync === undefined) {

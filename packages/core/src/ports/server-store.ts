@@ -285,6 +285,11 @@ export interface ServerStore {
   revokeDeviceTokens(deviceId: string): Promise<number>
   /** The highest seq handed out (0 for an empty store). */
   head(): Promise<Seq>
+  /**
+   * The highest LSN applied for `replica` (0 if it never pushed). A device reporting a
+   * lower newest LSN was restored from an older copy of its store (S2).
+   */
+  appliedLsn(replica: ReplicaRef): Promise<number>
   /** Releases the store (S12). */
   close(): Promise<void>
 }

@@ -221,6 +221,7 @@ function syncRequestToWire(message: SyncRequest, vector: VectorOut) {
     pullLimit: message.pullLimit,
     // Left out when false, its default: the common request stays as small as before.
     ...(message.fullResync === true ? { fullResync: true } : {}),
+    ...(message.lastLsn === undefined ? {} : { lastLsn: message.lastLsn }),
   }
 }
 
@@ -481,6 +482,7 @@ export function decodeSyncRequest(
     cursor: wire.cursor,
     pullLimit: wire.pullLimit,
     fullResync: wire.fullResync,
+    ...(wire.lastLsn === undefined ? {} : { lastLsn: wire.lastLsn }),
   }
 }
 

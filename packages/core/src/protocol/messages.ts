@@ -88,6 +88,7 @@ function buildSchemas<V extends z.ZodType>(vector: V) {
       cursor: seq,
       pullLimit: z.int().min(1).max(MAX_PULL_LIMIT).default(DEFAULT_PULL_LIMIT),
       fullResync: z.boolean().default(false),
+      lastLsn: z.int().min(0).optional(),
     }),
     SyncResponse: z.object({
       protocol,
@@ -207,6 +208,12 @@ export interface SyncRequest {
    * `resync_required`, while the device rebuilds its picture of the server. Default false.
    */
   readonly fullResync?: boolean
+  /**
+   * The newest LSN this device has written. A server that already applied a higher one
+   * for this replica answers `lsn_reused`: the device's store was restored from an older
+   * copy.
+   */
+  readonly lastLsn?: number
 }
 
 /**

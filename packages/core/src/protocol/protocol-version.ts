@@ -9,8 +9,9 @@
  * change without a bump fails CI.
  *
  * History:
- * - 1: first version: sync (push + pull in one round trip), ack, digest, conflicts, health;
- *   JSON (base64 vectors) and MessagePack (bin vectors).
+ * - 1: first version: sync (push + pull in one round trip, `fullResync`, `lastLsn`), ack,
+ *   digest, conflicts, health; JSON (base64 vectors) and MessagePack (bin vectors). Its
+ *   hash was last set before v1 first shipped; from now on a change means version 2.
  *
  * @public
  */
