@@ -45,6 +45,7 @@ import {
   type DocumentRow,
 } from './document-row.js'
 import { Outbox, type OutboxBatch } from './outbox.js'
+import { RowBatch } from './row-batch.js'
 import { migrate } from './schema.js'
 import { nodeSha256 } from './sha256.js'
 
@@ -241,6 +242,8 @@ export class LocalStore {
   readonly #collections = new Map<string, CollectionState>()
   readonly #vectorBackend: 'auto' | KernelBackend
   readonly #statements: ReturnType<typeof prepareStatements>
+  readonly #documentRows: RowBatch
+  readonly #outboxRows: RowBatch
   readonly #checkpointDelayMs: number
   readonly #onError: (error: VeloSyncError) => void
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined
@@ -257,6 +260,17 @@ export class LocalStore {
       ((error) =>
         process.emitWarning(error.message, { code: `VELOSYNC_${error.code}` }))
     this.#statements = prepareStatements(db)
+    this.#documentRows = new RowBatch(
+      db,
+      `INSERT INTO vs_documents (${DOCUMENT_INSERT_COLUMNS})`,
+      10,
+      DOCUMENT_UPSERT_CLAUSE,
+    )
+    this.#outboxRows = new RowBatch(
+      db,
+      `INSERT INTO vs_outbox (${OUTBOX_COLUMNS})`,
+      8,
+    )
     const stored = this.#readStoreValues()
     if (stored.device_id === undefined) {
       this.deviceId = options.deviceId ?? `d-${randomBytes(6).toString('hex')}`
@@ -961,6 +975,12 @@ export class LocalStore {
     const receipts: Array<WriteReceipt | undefined> = []
     const changes: IndexChange[] = []
     let lsn = this.#lastLsn
+    // Same-id writes within the batch are tracked in `priors`, never read back from
+    // SQLite, so the rows can be written in multi-row statements.
+    const documentRows = this.#documentRows
+    const outboxRows = this.#outboxRows
+    documentRows.clear()
+    outboxRows.clear()
     this.#run(() =>
       this.#db
         .transaction(() => {
@@ -999,11 +1019,12 @@ export class LocalStore {
               digest,
               versionVectorJson,
               write.metadata,
+              documentRows,
             )
             changes.push(change.index)
             // A later write of the same id in this batch must see this one.
             priors.set(write.id, change.row)
-            this.#statements.insertOutbox.run(
+            outboxRows.add(
               lsn,
               state.collectionId,
               write.id,
@@ -1015,6 +1036,8 @@ export class LocalStore {
             )
             receipts.push({ id: write.id, lsn, versionVector, hlc })
           }
+          documentRows.flush()
+          outboxRows.flush()
           if (lsn !== this.#lastLsn) {
             this.#setStoreValue('last_lsn', String(lsn))
             this.#persistClock()
@@ -1040,13 +1063,14 @@ export class LocalStore {
     digest: CollectionDigest,
     versionVectorJson: string = versionVectorToJson(version.versionVector),
     metadata?: JsonObject | null,
+    batch?: RowBatch,
   ): { index: IndexChange; row: PriorRow } {
     const hash = version.deleted
       ? null
       : hashDocumentVersion(version, state.schema.dtype, nodeSha256)
     if (prior?.hash) digest.remove(prior.hash)
     if (hash !== null) digest.add(hash)
-    this.#statements.upsertDocument.run(
+    const values = [
       state.collectionId,
       version.id,
       version.deleted ? 1 : 0,
@@ -1057,7 +1081,9 @@ export class LocalStore {
       version.hlc.counter,
       version.origin,
       hash,
-    )
+    ]
+    if (batch === undefined) this.#statements.upsertDocument.run(values)
+    else batch.add(...values)
     const row: PriorRow = {
       deleted: version.deleted ? 1 : 0,
       version_vector: versionVectorJson,
@@ -1269,6 +1295,15 @@ export class LocalStore {
   }
 }
 
+const DOCUMENT_INSERT_COLUMNS =
+  'collection_id, id, deleted, vector, metadata, version_vector, hlc_wall, hlc_counter, origin, hash'
+const DOCUMENT_UPSERT_CLAUSE = `ON CONFLICT (collection_id, id) DO UPDATE SET
+  deleted = excluded.deleted, vector = excluded.vector, metadata = excluded.metadata,
+  version_vector = excluded.version_vector, hlc_wall = excluded.hlc_wall,
+  hlc_counter = excluded.hlc_counter, origin = excluded.origin, hash = excluded.hash`
+const OUTBOX_COLUMNS =
+  'lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter'
+
 function prepareStatements(db: Database.Database) {
   return {
     selectStoreValues: db.prepare('SELECT key, value FROM vs_store'),
@@ -1326,19 +1361,12 @@ function prepareStatements(db: Database.Database) {
       `SELECT id, ${DOCUMENT_COLUMNS} FROM vs_documents WHERE collection_id = ? AND deleted = 0 AND id > ? ORDER BY id LIMIT ?`,
     ),
     upsertDocument: db.prepare(
-      `INSERT INTO vs_documents
-         (collection_id, id, deleted, vector, metadata, version_vector, hlc_wall, hlc_counter, origin, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (collection_id, id) DO UPDATE SET
-         deleted = excluded.deleted, vector = excluded.vector, metadata = excluded.metadata,
-         version_vector = excluded.version_vector, hlc_wall = excluded.hlc_wall,
-         hlc_counter = excluded.hlc_counter, origin = excluded.origin, hash = excluded.hash`,
+      `INSERT INTO vs_documents (${DOCUMENT_INSERT_COLUMNS})
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${DOCUMENT_UPSERT_CLAUSE}`,
     ),
     deleteOutboxEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
     insertOutbox: db.prepare(
-      `INSERT INTO vs_outbox
-         (lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO vs_outbox (${OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     selectOutboxDocuments: db.prepare(
       'SELECT DISTINCT doc_id FROM vs_outbox WHERE collection_id = ?',

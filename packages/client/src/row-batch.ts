@@ -1,0 +1,64 @@
+import type { Database, Statement } from 'better-sqlite3'
+
+/** Rows per multi-row statement: ~1,300 bound values, far below SQLite's 32,766 limit. */
+const ROWS_PER_STATEMENT = 128
+
+/**
+ * Collects the rows of one INSERT and writes them with multi-row statements.
+ *
+ * @remarks
+ * For rows of a few columns, better-sqlite3's per-statement cost (binding, a VM step, the
+ * call across to C++) rivals SQLite's own work; one statement per 128 rows measured about
+ * 2× faster for a 10k-document putMany's inserts. Rows are written in order (so an upsert
+ * of the same key later in a batch wins). Only for transactions that do not read back
+ * rows they have not flushed yet.
+ */
+export class RowBatch {
+  readonly #db: Database
+  readonly #head: string
+  readonly #tail: string
+  readonly #columns: number
+  readonly #placeholders: string
+  readonly #statements = new Map<number, Statement>()
+  #params: unknown[] = []
+
+  /**
+   * @param head - `INSERT INTO t (a, b)`; `VALUES (?, ?), …` is appended.
+   * @param tail - what follows the values, e.g. an `ON CONFLICT` clause.
+   */
+  constructor(db: Database, head: string, columns: number, tail = '') {
+    this.#db = db
+    this.#head = head
+    this.#tail = tail
+    this.#columns = columns
+    this.#placeholders = `(${new Array<string>(columns).fill('?').join(', ')})`
+  }
+
+  /** Queues one row (as many values as columns). */
+  add(...values: unknown[]): void {
+    this.#params.push(...values)
+    if (this.#params.length >= ROWS_PER_STATEMENT * this.#columns) this.flush()
+  }
+
+  /** Writes the queued rows. Call before the transaction commits. */
+  flush(): void {
+    const rows = this.#params.length / this.#columns
+    if (rows === 0) return
+    let statement = this.#statements.get(rows)
+    if (statement === undefined) {
+      const values = new Array<string>(rows).fill(this.#placeholders).join(', ')
+      statement = this.#db.prepare(
+        `${this.#head} VALUES ${values} ${this.#tail}`,
+      )
+      // Only full chunks recur; remainders vary and are not worth keeping.
+      if (rows === ROWS_PER_STATEMENT) this.#statements.set(rows, statement)
+    }
+    statement.run(this.#params)
+    this.#params = []
+  }
+
+  /** Drops queued rows (after a rolled-back transaction). */
+  clear(): void {
+    this.#params = []
+  }
+}
