@@ -2,48 +2,11 @@
  * The built `velosync` command (packages/cli/dist/main.js), run as a user runs it: a
  * separate Node process, checked by exit code, stdout and stderr. Needs `npm run build`.
  */
-import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { LocalStore } from '@velosync/client'
-import { beforeAll, describe, expect, test as base } from 'vitest'
-
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
-
-const test = base.extend<{ tmpDir: string }>({
-  // eslint-disable-next-line no-empty-pattern
-  tmpDir: async ({}, use) => {
-    const dir = mkdtempSync(join(tmpdir(), 'velosync-cli-test-'))
-    await use(dir)
-    rmSync(dir, { recursive: true, force: true })
-  },
-})
-
-interface CliResult {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-function velosync(...args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout
-      .setEncoding('utf8')
-      .on('data', (chunk: string) => (stdout += chunk))
-    child.stderr
-      .setEncoding('utf8')
-      .on('data', (chunk: string) => (stderr += chunk))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+import { beforeAll, describe, expect } from 'vitest'
+import { MAIN, test, velosync } from './cli-harness.js'
 
 /** The last 64-hex digest printed on a line starting with `digest`. */
 function lastDigest(output: string): string | undefined {

@@ -4,49 +4,12 @@
  * `npm run build`.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { isVeloSyncError } from '@velosync/core'
-import { afterEach, beforeAll, describe, expect, test as base } from 'vitest'
-
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
-
-const test = base.extend<{ tmpDir: string }>({
-  // eslint-disable-next-line no-empty-pattern
-  tmpDir: async ({}, use) => {
-    const dir = mkdtempSync(join(tmpdir(), 'velosync-cli-sync-test-'))
-    await use(dir)
-    rmSync(dir, { recursive: true, force: true })
-  },
-})
-
-interface CliResult {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs the CLI to completion. */
-function velosync(...args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout
-      .setEncoding('utf8')
-      .on('data', (chunk: string) => (stdout += chunk))
-    child.stderr
-      .setEncoding('utf8')
-      .on('data', (chunk: string) => (stderr += chunk))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+import { afterEach, beforeAll, describe, expect } from 'vitest'
+import { MAIN, test, velosync } from './cli-harness.js'
 
 /** A running `velosync serve` and what it printed so far. */
 interface Served {
