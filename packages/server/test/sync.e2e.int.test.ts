@@ -13,6 +13,7 @@ import {
   type SyncTransport,
 } from '@velosync/client'
 import { SqliteServerStore } from '@velosync/storage-sqlite'
+import { PROTOCOL_VERSION } from '@velosync/core'
 import { seededRandom } from '@velosync/testkit'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createSyncServer, createToken, hashToken } from '../src/index.js'
@@ -374,6 +375,48 @@ describe('sync over HTTP', () => {
     await a.sync.sync()
     expect(a.store.outbox.size).toBe(0)
     expect(a.store.digest('notes')).toBe(await serverDigest())
+  })
+
+  it('I7: a rejected request creates none of the collections it declares', async () => {
+    const a = await device('alpha')
+    const declare = (name: string) => [
+      { name, dims: 4, metric: 'cosine' as const, dtype: 'float32' as const },
+    ]
+    const base = {
+      protocol: PROTOCOL_VERSION,
+      epoch: a.store.epoch,
+      pullLimit: 10,
+    }
+    const foreignVector = {
+      lsn: 1,
+      collection: 'evil1',
+      version: {
+        id: 'a',
+        deleted: false,
+        vector: new Float32Array([1, 0, 0, 0]),
+        metadataJson: '{}',
+        versionVector: { 'someone.0123456789abcdef': 1 }, // no entry for the pusher
+        hlc: { wallMs: 1, counter: 0 },
+        origin: 'ignored',
+      },
+    }
+    await expect(
+      a.transport.sync({
+        ...base,
+        collections: declare('evil1'),
+        push: [foreignVector],
+        cursor: 0,
+      }),
+    ).rejects.toMatchObject({ code: 'invalid_argument' })
+    await expect(
+      a.transport.sync({
+        ...base,
+        collections: declare('evil2'),
+        push: [],
+        cursor: 999,
+      }),
+    ).rejects.toMatchObject({ code: 'resync_required' })
+    expect((await serverStore.listCollections()).map((c) => c.name)).toEqual([])
   })
 
   it('I8: a token of device A cannot act as device B; a bad token is refused', async () => {

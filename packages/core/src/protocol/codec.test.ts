@@ -144,10 +144,13 @@ describe.each(FORMATS)('codec (%s)', (format) => {
       }).fullResync,
     ).toBe(true)
     expect(decoded.push[2]?.version.vector).toBeInstanceOf(Float64Array)
-    const other = decodeSyncRequest(encodeMessage(request(), format), format, {
-      deviceId: 'dev2',
-    })
-    expect(other.push[0]?.version.origin).toBe(`dev2.${EPOCH}`)
+    expect(decoded.push[0]?.version.origin).toBe(`dev1.${EPOCH}`)
+    // Another device's token cannot push dev1's versions: they do not count its writes.
+    expect(() =>
+      decodeSyncRequest(encodeMessage(request(), format), format, {
+        deviceId: 'dev2',
+      }),
+    ).toThrow(/no entry for the pushing replica dev2\./)
   })
 
   it('fills in the default pullLimit', () => {

@@ -5,6 +5,7 @@ import type { CollectionSchema } from '../model/collection.js'
 import type { DocumentVersion } from '../model/document-version.js'
 import { assertDocumentId, replicaIdOf } from '../model/ids.js'
 import { canonicalMetadataJson } from '../model/metadata.js'
+import { counterOf } from '../model/version-vector.js'
 import {
   vectorFromBytes,
   vectorToBytes,
@@ -468,11 +469,15 @@ export function decodeSyncRequest(
       )
     }
     previousLsn = op.lsn
-    push.push({
-      lsn: op.lsn,
-      collection: op.collection,
-      version: toDocumentVersion(op, origin, collections, `push.${i}`),
-    })
+    const version = toDocumentVersion(op, origin, collections, `push.${i}`)
+    // A pushed version is a write of the pushing replica, so its vector counts it. Checked
+    // here, before the server creates any declared collection (an error changes nothing).
+    if (counterOf(version.versionVector, origin) === 0) {
+      throw invalidArgument(
+        `push.${i}.versionVector has no entry for the pushing replica ${origin}`,
+      )
+    }
+    push.push({ lsn: op.lsn, collection: op.collection, version })
   }
   return {
     protocol: PROTOCOL_VERSION,
