@@ -301,7 +301,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     // committed; checking it first (and before any collection is created) keeps "an
     // error changes nothing" (DESIGN 7), except for a garbage collection racing in between.
     const pullOptions = { includeEchoes: sync.fullResync === true }
-    if (sync.cursor > 0) await store.pull(replica, sync.cursor, 1, pullOptions)
+    await store.checkCursor(sync.cursor)
     await ensureCollections(sync.collections)
     const pushed = await store.push(replica, sync.push, {
       nowMs: clock(),

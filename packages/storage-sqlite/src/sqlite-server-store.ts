@@ -492,20 +492,7 @@ export class SqliteServerStore implements ServerStore {
       return this.#run(() =>
         this.#db
           .transaction((): PullResult => {
-            const head = this.#meta('head')
-            const horizon = this.#meta('horizon')
-            if (cursor > head) {
-              throw new VeloSyncError(
-                'resync_required',
-                `cursor ${cursor} is ahead of the server's head ${head} (the server's data is older than this device's); pull again from cursor 0`,
-              )
-            }
-            if (cursor > 0 && cursor < horizon) {
-              throw new VeloSyncError(
-                'resync_required',
-                `cursor ${cursor} is older than the tombstone horizon ${horizon}: deletes it has not seen were collected; pull again from cursor 0`,
-              )
-            }
+            this.#assertCursor(cursor)
             const versions: PulledVersion[] = []
             let last = cursor
             let skippedEchoes = 0
@@ -736,6 +723,32 @@ export class SqliteServerStore implements ServerStore {
       this.#assertOpen()
       return this.#run(() => this.#meta('head'))
     })
+  }
+
+  checkCursor(cursor: Seq): Promise<void> {
+    return settle(() => {
+      this.#assertOpen()
+      assertSeq(cursor, 'cursor')
+      this.#run(() => this.#assertCursor(cursor))
+    })
+  }
+
+  /** S6: throws `resync_required` when a pull from `cursor` could miss changes. */
+  #assertCursor(cursor: Seq): void {
+    const head = this.#meta('head')
+    if (cursor > head) {
+      throw new VeloSyncError(
+        'resync_required',
+        `cursor ${cursor} is ahead of the server's head ${head} (the server's data is older than this device's); pull again from cursor 0`,
+      )
+    }
+    const horizon = this.#meta('horizon')
+    if (cursor > 0 && cursor < horizon) {
+      throw new VeloSyncError(
+        'resync_required',
+        `cursor ${cursor} is older than the tombstone horizon ${horizon}: deletes it has not seen were collected; pull again from cursor 0`,
+      )
+    }
   }
 
   appliedLsn(replica: ReplicaRef): Promise<number> {

@@ -573,6 +573,18 @@ export function describeServerStore(
       await expectCode(store.pull(OBSERVER, -1, 10), 'invalid_argument')
     })
 
+    it(`${name}: S6 checkCursor refuses exactly the cursors pull refuses`, async () => {
+      await store.checkCursor(0)
+      await store.push(DEVICE_A, [a.put('a1', 1), a.put('a2', 2)])
+      await store.checkCursor(2)
+      await expect(store.checkCursor(3)).rejects.toMatchObject({
+        code: 'resync_required',
+      })
+      await expect(store.pull(DEVICE_A, 3, 10)).rejects.toMatchObject({
+        code: 'resync_required',
+      })
+    })
+
     it(`${name}: S2 appliedLsn reports the highest LSN applied per replica (0 before any push)`, async () => {
       expect(await store.appliedLsn(DEVICE_A)).toBe(0)
       await store.push(DEVICE_A, [a.put('a1', 1), a.put('a2', 2)])

@@ -286,6 +286,11 @@ export interface ServerStore {
   /** The highest seq handed out (0 for an empty store). */
   head(): Promise<Seq>
   /**
+   * Throws `resync_required` exactly when `pull` from `cursor` would (S6), without
+   * reading any version: lets a server refuse a stale cursor before it pushes.
+   */
+  checkCursor(cursor: Seq): Promise<void>
+  /**
    * The highest LSN applied for `replica` (0 if it never pushed). A device reporting a
    * lower newest LSN was restored from an older copy of its store (S2).
    */
