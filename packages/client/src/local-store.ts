@@ -10,6 +10,7 @@ import {
   assertDeviceId,
   assertDocumentId,
   assertHlc,
+  canonicalMetadata,
   canonicalMetadataJson,
   compileFilter,
   describe,
@@ -20,6 +21,7 @@ import {
   normalizeCollectionSchema,
   parseVersionVector,
   replicaIdOf,
+  newVector,
   toStoredVector,
   vectorFromBytes,
   vectorToBytes,
@@ -169,6 +171,9 @@ export interface VerifyReport {
   readonly ok: boolean
   readonly problems: readonly string[]
 }
+
+/** How many validated vectors of one putMany share one typed array. */
+const VECTORS_PER_ARRAY = 4096
 
 /** SQLite's own checkpoint threshold, a backstop: 16384 pages of 8 KiB = 128 MiB of WAL. */
 const WAL_AUTOCHECKPOINT_PAGES = 16_384
@@ -575,9 +580,25 @@ export class LocalStore {
       )
     }
     const list: readonly DocumentInput[] = documents
-    const writes = list.map((document, i) =>
-      prepareWrite(state.schema, document, `documents[${i}]`),
-    )
+    // The copies of the vectors share arrays of VECTORS_PER_ARRAY: one allocation per
+    // array instead of one per document.
+    const { dims, dtype } = state.schema
+    let vectors = newVector(dtype, 0)
+    const writes = list.map((document, i) => {
+      const at = i % VECTORS_PER_ARRAY
+      if (at === 0) {
+        vectors = newVector(
+          dtype,
+          Math.min(VECTORS_PER_ARRAY, list.length - i) * dims,
+        )
+      }
+      return prepareWrite(
+        state.schema,
+        document,
+        `documents[${i}]`,
+        vectors.subarray(at * dims, (at + 1) * dims),
+      )
+    })
     return this.#commitLocalWrites(state, writes).filter(
       (r): r is WriteReceipt => r !== undefined,
     )
@@ -1378,6 +1399,7 @@ function prepareWrite(
   schema: CollectionSchema,
   document: DocumentInput,
   what: string,
+  into?: StoredVector,
 ): PreparedWrite {
   if (typeof document !== 'object' || document === null) {
     throw invalidArgument(
@@ -1385,15 +1407,21 @@ function prepareWrite(
     )
   }
   assertDocumentId(document.id)
-  const vector = toStoredVector(schema, document.vector, `${what}.vector`)
-  const metadataJson = canonicalMetadataJson(
+  const vector = toStoredVector(schema, document.vector, `${what}.vector`, into)
+  const canonical = canonicalMetadata(
     document.metadata ?? {},
     `${what}.metadata`,
   )
-  // Keep the parsed canonical form, not the caller's object: later mutations of the
-  // caller's object must not leak into the index.
-  const metadata = JSON.parse(metadataJson) as JsonObject
-  return { id: document.id, op: 'put', vector, metadataJson, metadata }
+  // The index keeps a private copy, never the caller's object: later mutations of the
+  // caller's object must not leak into it.
+  const metadata = canonical.copy ?? (JSON.parse(canonical.json) as JsonObject)
+  return {
+    id: document.id,
+    op: 'put',
+    vector,
+    metadataJson: canonical.json,
+    metadata,
+  }
 }
 
 function checkRemoteVersion(

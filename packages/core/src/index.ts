@@ -39,6 +39,8 @@ export {
   type VectorDType,
 } from './model/collection.js'
 export {
+  inverseNorm,
+  newVector,
   normalizedFloat32,
   toStoredVector,
   vectorFromBytes,
@@ -49,8 +51,10 @@ export {
 export {
   MAX_METADATA_DEPTH,
   MAX_METADATA_LENGTH,
+  canonicalMetadata,
   canonicalMetadataJson,
   isPlainObject,
+  type CanonicalMetadata,
   type JsonObject,
   type JsonValue,
 } from './model/metadata.js'

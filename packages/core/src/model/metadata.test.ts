@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { isVeloSyncError } from '../errors.js'
 import {
+  canonicalMetadata,
   canonicalMetadataJson,
   MAX_METADATA_DEPTH,
   MAX_METADATA_LENGTH,
@@ -22,6 +23,21 @@ describe('canonicalMetadataJson', () => {
       '{"__proto__":{"polluted":true},"z":1}',
     )
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+
+  it('hands back a private sorted copy only when the input was out of order', () => {
+    const input = { b: { y: [1, { q: 1, p: 2 }] }, a: 1 }
+    const { json, copy } = canonicalMetadata(input)
+    expect(copy).toEqual(JSON.parse(json))
+    expect(JSON.stringify(copy)).toBe(json)
+    input.b.y.push(2)
+    expect(JSON.stringify(copy)).toBe(json)
+    expect(canonicalMetadata({ a: 1, b: { c: 2 } }).copy).toBeUndefined()
+    const proto = canonicalMetadata(
+      JSON.parse('{"z":1,"__proto__":{"polluted":true}}'),
+    ).copy as Record<string, unknown>
+    expect(Object.getPrototypeOf(proto)).toBe(Object.prototype)
+    expect(Object.keys(proto)).toEqual(['__proto__', 'z'])
   })
 
   const bad: Array<[string, unknown, RegExp]> = [

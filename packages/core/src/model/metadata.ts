@@ -30,6 +30,30 @@ export function canonicalMetadataJson(
   metadata: unknown,
   what = 'metadata',
 ): string {
+  return canonicalMetadata(metadata, what).json
+}
+
+/** The result of {@link canonicalMetadata}. */
+export interface CanonicalMetadata {
+  /** The canonical JSON text. */
+  readonly json: string
+  /**
+   * A deep copy in canonical key order when one had to be made (some object's keys were
+   * out of order), else `undefined`. It shares nothing with the input.
+   */
+  readonly copy: JsonObject | undefined
+}
+
+/**
+ * {@link canonicalMetadataJson}, also handing back the sorted deep copy it made, if any, so
+ * a caller that needs its own copy of the object need not parse the text again.
+ *
+ * @throws as {@link canonicalMetadataJson}.
+ */
+export function canonicalMetadata(
+  metadata: unknown,
+  what = 'metadata',
+): CanonicalMetadata {
   if (!isPlainObject(metadata)) {
     throw invalidArgument(
       `${what} must be a plain JSON object, got ${describe(metadata)}`,
@@ -37,14 +61,16 @@ export function canonicalMetadataJson(
   }
   // Validate first; most metadata already has its keys in order (or one key per object),
   // and then JSON.stringify's output is canonical and ~4x faster than writing it by hand.
-  const sorted = checkJson(metadata, what, 0)
-  const text = JSON.stringify(sorted ? metadata : sortedCopy(metadata))
-  if (text.length > MAX_METADATA_LENGTH) {
+  const copy = checkJson(metadata, what, 0)
+    ? undefined
+    : (sortedCopy(metadata) as JsonObject)
+  const json = JSON.stringify(copy ?? metadata)
+  if (json.length > MAX_METADATA_LENGTH) {
     throw invalidArgument(
-      `${what} is ${text.length} characters as JSON; the limit is ${MAX_METADATA_LENGTH}`,
+      `${what} is ${json.length} characters as JSON; the limit is ${MAX_METADATA_LENGTH}`,
     )
   }
-  return text
+  return { json, copy }
 }
 
 /**
@@ -108,12 +134,20 @@ function sortedCopy(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value
   if (Array.isArray(value)) return value.map(sortedCopy)
   const source = value as Record<string, unknown>
-  // fromEntries defines own properties, so a "__proto__" key stays data, not a prototype.
-  return Object.fromEntries(
-    Object.keys(source)
-      .sort()
-      .map((key) => [key, sortedCopy(source[key])]),
-  )
+  const copy: Record<string, unknown> = {}
+  for (const key of Object.keys(source).sort()) {
+    const item = sortedCopy(source[key])
+    // Assigning "__proto__" would set the prototype; define it as a plain data property.
+    if (key === '__proto__') {
+      Object.defineProperty(copy, key, {
+        value: item,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      })
+    } else copy[key] = item
+  }
+  return copy
 }
 
 /** True for `{}`-style objects (prototype `Object.prototype` or `null`). */

@@ -13,6 +13,9 @@ const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 /**
  * Validates `input` against a collection and returns a copy in the collection's dtype.
  *
+ * @param into - where to write the copy (a view of `dims` elements of the collection's
+ *   dtype, e.g. a slice of one array for a whole batch, which spares one allocation per
+ *   vector); a new array when absent.
  * @throws `invalid_argument` on a wrong length, a non-finite element (NaN, ±Infinity),
  *   a value that overflows float32, or an all-zero vector in a cosine collection.
  */
@@ -20,6 +23,7 @@ export function toStoredVector(
   schema: CollectionSchema,
   input: VectorInput,
   what = 'vector',
+  into?: StoredVector,
 ): StoredVector {
   if (!(
     input instanceof Float32Array ||
@@ -35,10 +39,7 @@ export function toStoredVector(
       `${what}: collection ${schema.name} has ${schema.dims} dimensions, got a vector of length ${input.length}`,
     )
   }
-  const out =
-    schema.dtype === 'float32'
-      ? new Float32Array(schema.dims)
-      : new Float64Array(schema.dims)
+  const out = into ?? newVector(schema.dtype, schema.dims)
   if (Array.isArray(input)) {
     for (let i = 0; i < schema.dims; i++) {
       const value: unknown = input[i]
@@ -52,21 +53,17 @@ export function toStoredVector(
   } else {
     out.set(input)
   }
-  // One pass over the stored values: x - x is 0 for every finite x and NaN for NaN and
-  // ±Infinity, including values that only overflowed when narrowed to float32.
-  let sumOfSquares = 0
-  for (let i = 0; i < out.length; i++) {
-    const value = out[i] as number
-    if (value - value !== 0) {
-      const original = input[i] as number
-      const reason = Number.isFinite(original)
-        ? `${original} overflows ${schema.dtype}`
-        : `${original}`
-      throw invalidArgument(
-        `${what}: element ${i} is ${reason}; vectors must contain finite numbers only`,
-      )
-    }
-    sumOfSquares += value * value
+  const sumOfSquares =
+    out instanceof Float32Array ? sumOfSquaresF32(out) : sumOfSquaresF64(out)
+  if (Number.isNaN(sumOfSquares)) {
+    const i = out.findIndex((value) => value - value !== 0)
+    const original = input[i] as number
+    const reason = Number.isFinite(original)
+      ? `${original} overflows ${schema.dtype}`
+      : `${original}`
+    throw invalidArgument(
+      `${what}: element ${i} is ${reason}; vectors must contain finite numbers only`,
+    )
   }
   if (schema.metric === 'cosine' && sumOfSquares === 0) {
     throw invalidArgument(
@@ -74,6 +71,36 @@ export function toStoredVector(
     )
   }
   return out
+}
+
+// One pass over the stored values: x - x is 0 for every finite x and NaN for NaN and
+// ±Infinity (including values that only overflowed when narrowed to float32), so the
+// sum of (x - x) flags them all. One loop per array type keeps each loop monomorphic.
+function sumOfSquaresF32(values: Float32Array): number {
+  let sum = 0
+  let poison = 0
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i] as number
+    poison += value - value
+    sum += value * value
+  }
+  return sum + poison
+}
+
+function sumOfSquaresF64(values: Float64Array): number {
+  let sum = 0
+  let poison = 0
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i] as number
+    poison += value - value
+    sum += value * value
+  }
+  return sum + poison
+}
+
+/** A zeroed vector of `dims` elements of `dtype`. */
+export function newVector(dtype: VectorDType, dims: number): StoredVector {
+  return dtype === 'float32' ? new Float32Array(dims) : new Float64Array(dims)
 }
 
 /** Little-endian bytes of a stored vector (a view, not a copy, on little-endian hosts). */
@@ -126,16 +153,21 @@ export function vectorFromBytes(
   return out
 }
 
-/** A float32 copy scaled to unit length (the norm is computed in float64). */
-export function normalizedFloat32(
-  vector: Float32Array | Float64Array,
-): Float32Array {
+/** 1 / ‖vector‖ (the norm computed in float64), or 0 for an all-zero vector. */
+export function inverseNorm(vector: Float32Array | Float64Array): number {
   let sumOfSquares = 0
   for (let i = 0; i < vector.length; i++) {
     const value = vector[i] as number
     sumOfSquares += value * value
   }
-  const scale = sumOfSquares > 0 ? 1 / Math.sqrt(sumOfSquares) : 0
+  return sumOfSquares > 0 ? 1 / Math.sqrt(sumOfSquares) : 0
+}
+
+/** A float32 copy scaled to unit length (the norm is computed in float64). */
+export function normalizedFloat32(
+  vector: Float32Array | Float64Array,
+): Float32Array {
+  const scale = inverseNorm(vector)
   const out = new Float32Array(vector.length)
   for (let i = 0; i < vector.length; i++) out[i] = (vector[i] as number) * scale
   return out

@@ -76,7 +76,14 @@ export function versionVectorEntries(
 
 /** Canonical JSON text of a version vector (sorted keys, no zeros). */
 export function versionVectorToJson(vector: VersionVector): string {
-  return JSON.stringify(Object.fromEntries(versionVectorEntries(vector)))
+  // Written out rather than through an object: it runs once per write, and an object
+  // would move integer-like keys to the front, out of the sorted order.
+  let json = '{'
+  for (const [replica, count] of versionVectorEntries(vector)) {
+    if (json.length > 1) json += ','
+    json += `${JSON.stringify(replica)}:${count}`
+  }
+  return `${json}}`
 }
 
 /**

@@ -1,6 +1,10 @@
 import type { Metric } from '../model/collection.js'
 import type { JsonObject } from '../model/metadata.js'
-import { normalizedFloat32, type StoredVector } from '../model/vector.js'
+import {
+  inverseNorm,
+  normalizedFloat32,
+  type StoredVector,
+} from '../model/vector.js'
 import type { MetadataPredicate } from '../query/filter.js'
 import { topK } from './top-k.js'
 import { VectorMatrix, type KernelBackend } from './vector-matrix.js'
@@ -73,15 +77,16 @@ export class ExactVectorIndex {
 
   /** Inserts or replaces a row. */
   upsert(id: string, vector: StoredVector, metadata: JsonObject): void {
-    const row = this.metric === 'cosine' ? normalizedFloat32(vector) : vector
+    // Cosine rows are scaled to unit length as they are copied in: no temporary vector.
+    const scale = this.metric === 'cosine' ? inverseNorm(vector) : 1
     const slot = this.#slotOf.get(id)
     if (slot === undefined) {
-      const created = this.#matrix.append(row)
+      const created = this.#matrix.append(vector, scale)
       this.#slotOf.set(id, created)
       this.#ids[created] = id
       this.#metadata[created] = metadata
     } else {
-      this.#matrix.set(slot, row)
+      this.#matrix.set(slot, vector, scale)
       this.#metadata[slot] = metadata
     }
   }

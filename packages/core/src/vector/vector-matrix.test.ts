@@ -175,6 +175,19 @@ describe.each(BACKENDS)('VectorMatrix (%s)', (backend) => {
     expect(matrix.row(1)).toHaveLength(2)
   })
 
+  it('append and set scale the row by an optional factor', () => {
+    const matrix = create(3)
+    matrix.append([3, 0, 4], 0.2)
+    matrix.append([1, 2, 3])
+    matrix.set(1, new Float32Array([2, 4, 6]), 0.5)
+    expect(Array.from(matrix.row(0))).toEqual([
+      Math.fround(0.6),
+      0,
+      Math.fround(0.8),
+    ])
+    expect(Array.from(matrix.row(1))).toEqual([1, 2, 3])
+  })
+
   it('swapRemove moves the last row into the hole and reports where it came from', () => {
     const matrix = create(2)
     for (let i = 0; i < 4; i++) matrix.append([i, i])

@@ -242,29 +242,29 @@ export class VectorMatrix {
   }
 
   /**
-   * Adds `vector` as a new last row, growing the matrix if it is full.
+   * Adds `vector × scale` as a new last row, growing the matrix if it is full.
    *
    * @returns The new row's slot, which is the size before the call.
    * @throws RangeError when `vector.length !== dims`.
    */
-  append(vector: ArrayLike<number>): number {
+  append(vector: ArrayLike<number>, scale = 1): number {
     this.#assertLength(vector, 'vector')
     const slot = this.#size
     if (slot === this.#capacity) this.#layout(this.#capacity * 2, 0)
-    this.#writeRow(slot * this.#stride, vector)
+    this.#writeRow(slot * this.#stride, vector, scale)
     this.#size = slot + 1
     return slot
   }
 
   /**
-   * Overwrites row `slot` with `vector`.
+   * Overwrites row `slot` with `vector × scale`.
    *
    * @throws RangeError when `slot` is not in `0..size-1` or `vector.length !== dims`.
    */
-  set(slot: number, vector: ArrayLike<number>): void {
+  set(slot: number, vector: ArrayLike<number>, scale = 1): void {
     this.#assertSlot(slot)
     this.#assertLength(vector, 'vector')
-    this.#writeRow(slot * this.#stride, vector)
+    this.#writeRow(slot * this.#stride, vector, scale)
   }
 
   /**
@@ -437,9 +437,14 @@ export class VectorMatrix {
   }
 
   /** Writes a row or the query at float offset `at`, zeroing the padding the kernels read. */
-  #writeRow(at: number, vector: ArrayLike<number>): void {
-    this.#floats.set(vector, at)
-    this.#floats.fill(0, at + this.dims, at + this.#stride)
+  #writeRow(at: number, vector: ArrayLike<number>, scale = 1): void {
+    const floats = this.#floats
+    if (scale === 1) floats.set(vector, at)
+    else {
+      for (let i = 0; i < vector.length; i++)
+        floats[at + i] = (vector[i] as number) * scale
+    }
+    floats.fill(0, at + this.dims, at + this.#stride)
   }
 
   #assertLength(vector: ArrayLike<number>, what: string): void {
