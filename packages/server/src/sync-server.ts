@@ -346,7 +346,10 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
       {
         protocol: PROTOCOL_VERSION,
         collections,
-        results: pushed.results,
+        // Plain `applied` goes without saying (protocol 2): it is most ops of a push.
+        results: pushed.results.filter(
+          (result) => result.outcome !== 'applied',
+        ),
         appliedThroughLsn: pushed.appliedThroughLsn,
         changes: pulled.versions,
         cursor: pulled.cursor,

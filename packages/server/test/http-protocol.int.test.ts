@@ -271,11 +271,8 @@ describe('POST /v1/sync happy paths', () => {
         }),
         { format },
       )
-      expect(pushed.results.map((r) => r.outcome)).toEqual([
-        'applied',
-        'applied',
-        'applied',
-      ])
+      // Protocol 2: applied ops go without a result; appliedThroughLsn covers them.
+      expect(pushed.results).toEqual([])
       expect(pushed.appliedThroughLsn).toBe(3)
       expect(pushed.changes).toEqual([])
       expect(pushed.skippedEchoes).toBe(3)
@@ -629,7 +626,11 @@ describe('bad input: right status and code, store unchanged (DESIGN 7)', () => {
     ],
     [
       'another protocol version',
-      () => post('/v1/sync', jsonBytes(wireJson({}, { protocol: 2 }))),
+      () =>
+        post(
+          '/v1/sync',
+          jsonBytes(wireJson({}, { protocol: PROTOCOL_VERSION + 1 })),
+        ),
       400,
       'protocol_mismatch',
     ],

@@ -131,7 +131,8 @@ describe('open mode', () => {
         new Uint8Array(await ok.arrayBuffer()),
         'json',
       )
-      expect(decoded.results[0]?.outcome).toBe('applied')
+      expect(decoded.results).toEqual([])
+      expect(decoded.appliedThroughLsn).toBe(1)
 
       const bad = await fetch(url, init(body, { 'x-velosync-device': '../x' }))
       expect(bad.status).toBe(401)

@@ -106,7 +106,7 @@ function wireRequest(
   top: Record<string, unknown> = {},
 ) {
   return {
-    protocol: 1,
+    protocol: PROTOCOL_VERSION,
     epoch: EPOCH,
     collections: [{ name: 'notes', dims: 2, metric: 'dot', dtype: 'float32' }],
     push: [
@@ -269,7 +269,10 @@ describe.each(FORMATS)('codec (%s)', (format) => {
   })
 
   it('rejects another protocol version with protocol_mismatch', () => {
-    const bytes = raw({ ...wireRequest(), protocol: 2 }, format)
+    const bytes = raw(
+      { ...wireRequest(), protocol: PROTOCOL_VERSION + 1 },
+      format,
+    )
     expect(
       codeOf(() => decodeSyncRequest(bytes, format, { deviceId: 'dev1' })),
     ).toBe('protocol_mismatch')

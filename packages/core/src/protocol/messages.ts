@@ -225,7 +225,10 @@ export interface SyncResponse {
   readonly protocol: typeof PROTOCOL_VERSION
   /** The schema of every collection that `results` and `changes` name. */
   readonly collections: readonly CollectionSchema[]
-  /** One per pushed op, in push order. */
+  /**
+   * The pushed ops whose outcome is not `applied`, in push order. Every other pushed op
+   * with an LSN up to `appliedThroughLsn` was applied exactly as pushed.
+   */
   readonly results: readonly OpResult[]
   /** The device may drop every outbox entry up to this LSN. */
   readonly appliedThroughLsn: number

@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION } from './protocol-version.js'
  */
 const SCHEMA_HASHES: Record<number, string> = {
   1: '8f73d97bf5627d38d3a5d8939fd7903883fde9936a6ea04a5f9f3c40a40353f8',
+  2: '240e8070460190788b6aa3568af69330059fa6517433d1f0b2786d321d1e5ba8',
 }
 
 /** JSON with object keys sorted at every level, so that the text depends only on content. */
