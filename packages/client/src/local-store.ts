@@ -17,6 +17,7 @@ import {
   hashDocumentVersion,
   incrementVersionVector,
   invalidArgument,
+  isValidatedFor,
   isVeloSyncError,
   normalizeCollectionSchema,
   parseVersionVector,
@@ -1432,6 +1433,8 @@ function checkRemoteVersion(
   if (typeof version !== 'object' || version === null) {
     throw invalidArgument(`${what} must be a document version object`)
   }
+  // Decoded by the protocol codec, which made every check below already.
+  if (isValidatedFor(version, schema)) return version
   assertDocumentId(version.id)
   const versionVector = parseVersionVector(version.versionVector)
   const hlc = assertHlc(version.hlc)

@@ -38,7 +38,9 @@ export {
   type Metric,
   type VectorDType,
 } from './model/collection.js'
+export { isValidatedFor, markValidated } from './model/validated-version.js'
 export {
+  checkVectorValues,
   inverseNorm,
   newVector,
   normalizedFloat32,

@@ -53,14 +53,34 @@ export function toStoredVector(
   } else {
     out.set(input)
   }
+  checkVectorValues(schema, out, input, what)
+  return out
+}
+
+/**
+ * Throws unless every element of `vector` is finite and, for cosine, not all are zero.
+ *
+ * @param source - the values as the caller gave them, for the error message (a value that
+ *   overflowed float32 is named as it was).
+ * @throws `invalid_argument`.
+ */
+export function checkVectorValues(
+  schema: CollectionSchema,
+  vector: StoredVector,
+  source: ArrayLike<unknown> = vector,
+  what = 'vector',
+): void {
   const sumOfSquares =
-    out instanceof Float32Array ? sumOfSquaresF32(out) : sumOfSquaresF64(out)
+    vector instanceof Float32Array
+      ? sumOfSquaresF32(vector)
+      : sumOfSquaresF64(vector)
   if (Number.isNaN(sumOfSquares)) {
-    const i = out.findIndex((value) => value - value !== 0)
-    const original = input[i] as number
-    const reason = Number.isFinite(original)
-      ? `${original} overflows ${schema.dtype}`
-      : `${original}`
+    const i = vector.findIndex((value) => value - value !== 0)
+    const original = source[i]
+    const reason =
+      typeof original === 'number' && Number.isFinite(original)
+        ? `${original} overflows ${schema.dtype}`
+        : `${String(original)}`
     throw invalidArgument(
       `${what}: element ${i} is ${reason}; vectors must contain finite numbers only`,
     )
@@ -70,7 +90,6 @@ export function toStoredVector(
       `${what}: an all-zero vector has no direction, so cosine similarity is undefined for it`,
     )
   }
-  return out
 }
 
 // One pass over the stored values: x - x is 0 for every finite x and NaN for NaN and
@@ -120,7 +139,12 @@ export function vectorToBytes(vector: StoredVector): Uint8Array {
 }
 
 /**
- * Decodes little-endian bytes into a new typed array of `dtype`.
+ * Decodes little-endian bytes into a typed array of `dtype`.
+ *
+ * @remarks
+ * On a little-endian host, bytes at an aligned offset are not copied: the result is a view
+ * that shares their memory (the usual case for a row read from SQLite or a field of a
+ * decoded message, which nothing else holds). Otherwise the bytes are copied.
  *
  * @throws `invalid_argument` when the byte length is not `dims × width`.
  */
@@ -134,6 +158,11 @@ export function vectorFromBytes(
     throw invalidArgument(
       `vector bytes: expected ${dims * width} bytes for ${dims} × ${dtype}, got ${bytes.byteLength}`,
     )
+  }
+  if (IS_LITTLE_ENDIAN && bytes.byteOffset % width === 0) {
+    return dtype === 'float32'
+      ? new Float32Array(bytes.buffer, bytes.byteOffset, dims)
+      : new Float64Array(bytes.buffer, bytes.byteOffset, dims)
   }
   // Copy into a fresh, aligned buffer: the source may be a view at any offset.
   const copy = new Uint8Array(bytes.byteLength)

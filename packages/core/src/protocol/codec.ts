@@ -6,7 +6,9 @@ import type { DocumentVersion } from '../model/document-version.js'
 import { assertDocumentId, replicaIdOf } from '../model/ids.js'
 import { canonicalMetadataJson } from '../model/metadata.js'
 import { counterOf } from '../model/version-vector.js'
+import { markValidated } from '../model/validated-version.js'
 import {
+  checkVectorValues,
   vectorFromBytes,
   vectorToBytes,
   type StoredVector,
@@ -389,26 +391,22 @@ function toDocumentVersion(
         `${where}.vector: collection ${schema.name} has ${schema.dims} × ${schema.dtype} (${schema.dims * (schema.dtype === 'float32' ? 4 : 8)} bytes), got ${bytes.length} bytes`,
       )
     }
-    for (let i = 0; i < vector.length; i++) {
-      const value = vector[i] as number
-      // x - x is 0 for every finite x and NaN for NaN and ±Infinity.
-      if (value - value !== 0) {
-        throw invalidArgument(
-          `${where}.vector: element ${i} is ${value}; vectors must contain finite numbers only`,
-        )
-      }
-    }
+    checkVectorValues(schema, vector, vector, `${where}.vector`)
     metadataJson = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
   }
-  return {
-    id: wire.id,
-    deleted: wire.deleted,
-    vector,
-    metadataJson,
-    versionVector: { ...wire.versionVector },
-    hlc: { wallMs: wire.hlc.wallMs, counter: wire.hlc.counter },
-    origin,
-  }
+  // Checked in full here, so a store (or the device) need not scan it again.
+  return markValidated(
+    {
+      id: wire.id,
+      deleted: wire.deleted,
+      vector,
+      metadataJson,
+      versionVector: { ...wire.versionVector },
+      hlc: { wallMs: wire.hlc.wallMs, counter: wire.hlc.counter },
+      origin,
+    },
+    schema,
+  )
 }
 
 function checkCanonicalMetadata(text: string, where: string): string {
