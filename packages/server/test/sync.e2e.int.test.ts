@@ -361,6 +361,47 @@ describe('sync over HTTP', () => {
     expect(tablet.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('a paged pull asks for the next page before applying this one, and a failed apply keeps the cursor', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    a.store.putMany(
+      'notes',
+      Array.from({ length: 12 }, (_, i) => ({ id: `p${i}`, vector: vec(i) })),
+    )
+    await a.sync.sync()
+    const sent: Array<{ cursor: number; appliedCursor: number }> = []
+    let responses = 0
+    const watched: SyncTransport = {
+      async sync(request, options) {
+        sent.push({ cursor: request.cursor, appliedCursor: b.store.syncCursor })
+        const response = await b.transport.sync(request, options)
+        // The second page claims a collection shape this device contradicts: its apply fails.
+        return ++responses === 2
+          ? {
+              ...response,
+              collections: [
+                { name: 'notes', dims: DIMS, metric: 'l2', dtype: 'float32' },
+              ],
+            }
+          : response
+      },
+      ack: (request, options) => b.transport.ack(request, options),
+    }
+    const paged = new SyncClient(b.store, { transport: watched, pullLimit: 3 })
+    await expect(paged.sync()).rejects.toThrow(/differs from this device/)
+    // Page 3 was asked for (from cursor 6) while page 2 was still unapplied.
+    expect(sent.slice(0, 3)).toEqual([
+      { cursor: 0, appliedCursor: 0 },
+      { cursor: 3, appliedCursor: 0 },
+      { cursor: 6, appliedCursor: 3 },
+    ])
+    expect(b.store.syncCursor).toBe(3)
+    expect(b.store.count('notes')).toBe(3)
+    await paged.sync()
+    expect(b.store.count('notes')).toBe(12)
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('a failed local apply releases the batch, so the next round pushes it', async () => {
     const a = await device('alpha')
     const b = await device('beta')

@@ -278,16 +278,17 @@ export class SyncClient {
     // During a full resync the cursor lives in memory until the end: a crash midway must
     // leave the old (too old) cursor, so the next round resyncs again and still prunes.
     let resync: { cursor: number; seen: Map<string, Set<string>> } | undefined
-
-    for (;;) {
-      signal?.throwIfAborted()
+    const send = (
+      batch: OutboxBatch | undefined,
+      cursor: number,
+    ): Promise<SyncResponse> => {
       if (requests >= MAX_REQUESTS_PER_ROUND) {
         throw new VeloSyncError(
           'internal',
           `sync round exceeded ${MAX_REQUESTS_PER_ROUND} requests`,
         )
       }
-      const batch = store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush })
+      requests++
       const request: SyncRequest = {
         protocol: PROTOCOL_VERSION,
         epoch: store.epoch,
@@ -298,20 +299,33 @@ export class SyncClient {
             collection,
             version,
           })) ?? [],
-        cursor: resync?.cursor ?? store.syncCursor,
+        cursor,
         pullLimit: this.#pullLimit,
         // Rebuilding: the pull must include this device's own versions too.
         fullResync: resync !== undefined,
         // Lets the server notice a store restored from an older copy (lsn_reused).
         lastLsn: store.lastLsn,
       }
+      return this.#transport.sync(
+        request,
+        signal === undefined ? {} : { signal },
+      )
+    }
+    // The next page of a pull, when it was requested before the page in hand was applied.
+    let ahead: Promise<SyncResponse> | undefined
+
+    for (;;) {
+      signal?.throwIfAborted()
+      const sentAhead = ahead
+      ahead = undefined
+      const batch =
+        sentAhead === undefined
+          ? store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush })
+          : undefined
       let response: SyncResponse
       try {
-        requests++
-        response = await this.#transport.sync(
-          request,
-          signal === undefined ? {} : { signal },
-        )
+        response = await (sentAhead ??
+          send(batch, resync?.cursor ?? store.syncCursor))
       } catch (error) {
         if (batch !== undefined) store.outbox.release(batch)
         if (isVeloSyncError(error, 'lsn_reused') && !epochRenewed) {
@@ -353,6 +367,17 @@ export class SyncClient {
         }
       }
       for (const change of response.changes) versions.push(change)
+      if (batch === undefined && response.hasMore) {
+        // A pull page, and more wait: ask for the next one now, from the cursor this page
+        // ends at, so the server reads and sends it while this one is applied. Nothing
+        // moves on either side until it is applied (the request is no acknowledgement),
+        // and no push rides along: one push in flight at most, as ever.
+        ahead = send(undefined, response.cursor)
+        // Awaited by the next iteration; if this round fails first, its outcome is moot.
+        ahead.catch(() => {})
+        // Let the request reach the socket before the apply below holds the thread.
+        await new Promise((resolve) => setImmediate(resolve))
+      }
       try {
         store.applyServerUpdate({
           versions,
