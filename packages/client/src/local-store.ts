@@ -22,6 +22,7 @@ import {
   normalizeCollectionSchema,
   parseVersionVector,
   replicaIdOf,
+  takeParsedMetadata,
   newVector,
   toStoredVector,
   vectorFromBytes,
@@ -252,6 +253,7 @@ export class LocalStore {
   readonly #outboxRows: RowBatch
   readonly #checkpointDelayMs: number
   readonly #onError: (error: VeloSyncError) => void
+  readonly #synchronous: 'full' | 'normal'
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined
   #epoch: string
   #lastLsn: number
@@ -261,6 +263,7 @@ export class LocalStore {
     this.#db = db
     this.#vectorBackend = options.vectorBackend ?? 'auto'
     this.#checkpointDelayMs = options.checkpointDelayMs ?? 1000
+    this.#synchronous = options.synchronous ?? 'full'
     this.#onError =
       options.onError ??
       ((error) =>
@@ -799,69 +802,103 @@ export class LocalStore {
     >()
     let applied = 0
     let skippedPending = 0
-    this.#run(() =>
-      this.#db
-        .transaction(() => {
-          if (update.confirm !== undefined) {
-            this.outbox.confirm(update.confirm.batch, update.confirm.throughLsn)
-          }
-          const pendingByCollection = new Map<CollectionState, Set<string>>()
-          for (const { collection, version } of checked) {
-            let state =
-              this.#collections.get(collection) ??
-              created.find((c) => c.schema.name === collection)
-            if (state === undefined) {
-              state = this.#insertCollection(schemaOf(collection))
-              created.push(state)
-            }
-            let pending = pendingByCollection.get(state)
-            if (pending === undefined) {
-              pending = new Set(
-                this.#statements.selectOutboxDocuments
-                  .pluck()
-                  .all(state.collectionId) as string[],
+    // Rows are written with multi-row statements; the prior row of each document comes from
+    // one query per collection, and from `priors` once this update has written it.
+    const documentRows = this.#documentRows
+    documentRows.clear()
+    // An update that only adopts server versions need not reach the disk before it returns:
+    // if a power cut takes it, the cursor goes back with the versions and the next pull
+    // fetches them again. So its commit skips the fsync (synchronous NORMAL for this one
+    // transaction); WAL order still makes it durable with the next FULL commit. A confirm
+    // keeps FULL: once the device pushes past a batch, the server may forget its hashes.
+    const relaxed = update.confirm === undefined && this.#synchronous === 'full'
+    if (relaxed) this.#db.pragma('synchronous = NORMAL')
+    try {
+      this.#run(() =>
+        this.#db
+          .transaction(() => {
+            if (update.confirm !== undefined) {
+              this.outbox.confirm(
+                update.confirm.batch,
+                update.confirm.throughLsn,
               )
-              pendingByCollection.set(state, pending)
             }
-            if (pending.has(version.id)) {
-              // The server has this document now: the pending write may no longer be
-              // compacted away as never sent (a create-then-delete must reach the server).
-              this.#statements.markServerKnows.run(
+            const contexts = new Map<
+              CollectionState,
+              { pending: Set<string>; priors: Map<string, PriorRow> }
+            >()
+            for (const { collection, version } of checked) {
+              let state =
+                this.#collections.get(collection) ??
+                created.find((c) => c.schema.name === collection)
+              if (state === undefined) {
+                state = this.#insertCollection(schemaOf(collection))
+                created.push(state)
+              }
+              let context = contexts.get(state)
+              if (context === undefined) {
+                context = {
+                  pending: new Set(
+                    this.#statements.selectOutboxDocuments
+                      .pluck()
+                      .all(state.collectionId) as string[],
+                  ),
+                  priors: this.#priorRows(
+                    state,
+                    checked
+                      .filter((item) => item.collection === collection)
+                      .map((item) => item.version),
+                  ),
+                }
+                contexts.set(state, context)
+              }
+              if (context.pending.has(version.id)) {
+                // The server has this document now: the pending write may no longer be
+                // compacted away as never sent (a create-then-delete must reach the server).
+                this.#statements.markServerKnows.run(
+                  state.collectionId,
+                  version.id,
+                )
+                skippedPending++
+                continue
+              }
+              let work = touched.get(state)
+              if (work === undefined) {
+                work = { digest: state.digest.clone(), changes: [] }
+                touched.set(state, work)
+              }
+              const change = this.#writeRow(
+                state,
+                version,
+                context.priors.get(version.id),
+                work.digest,
+                undefined,
+                undefined,
+                documentRows,
+              )
+              context.priors.set(version.id, change.row)
+              work.changes.push(change.index)
+              applied++
+              this.#clock.observe(version.hlc)
+            }
+            documentRows.flush()
+            for (const [state, work] of touched) {
+              this.#statements.updateDigest.run(
+                work.digest.toHex(),
                 state.collectionId,
-                version.id,
               )
-              skippedPending++
-              continue
             }
-            let work = touched.get(state)
-            if (work === undefined) {
-              work = { digest: state.digest.clone(), changes: [] }
-              touched.set(state, work)
-            }
-            const prior = this.#statements.selectPrior.get(
-              state.collectionId,
-              version.id,
-            ) as PriorRow | undefined
-            work.changes.push(
-              this.#writeRow(state, version, prior, work.digest).index,
-            )
-            applied++
-            this.#clock.observe(version.hlc)
-          }
-          for (const [state, work] of touched) {
-            this.#statements.updateDigest.run(
-              work.digest.toHex(),
-              state.collectionId,
-            )
-          }
-          if (update.cursor !== undefined)
-            this.#setStoreValue('cursor', String(update.cursor))
-          // Persist what the clock absorbed: after a restart a local write must still be
-          // later than the versions it replaces.
-          this.#persistClock()
-        })
-        .immediate(),
-    )
+            if (update.cursor !== undefined)
+              this.#setStoreValue('cursor', String(update.cursor))
+            // Persist what the clock absorbed: after a restart a local write must still be
+            // later than the versions it replaces.
+            this.#persistClock()
+          })
+          .immediate(),
+      )
+    } finally {
+      if (relaxed) this.#db.pragma('synchronous = FULL')
+    }
     for (const state of created) this.#collections.set(state.schema.name, state)
     for (const [state, work] of touched)
       this.#afterCommit(state, work.digest, work.changes)
@@ -1119,6 +1156,7 @@ export class LocalStore {
         vector: version.vector as StoredVector,
         metadata:
           metadata ??
+          takeParsedMetadata(version) ??
           (JSON.parse(version.metadataJson as string) as JsonObject),
       },
       row,
@@ -1131,7 +1169,7 @@ export class LocalStore {
    */
   #priorRows(
     state: CollectionState,
-    writes: readonly PreparedWrite[],
+    writes: readonly { readonly id: string }[],
   ): Map<string, PriorRow> {
     const priors = new Map<string, PriorRow>()
     if (writes.length <= 16) {
