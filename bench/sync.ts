@@ -13,44 +13,51 @@
  * Bytes are counted on the wire: every connection goes through a byte-counting TCP proxy
  * on 127.0.0.1, so request and status lines, headers and bodies in both directions all
  * count. rawBytesPerDoc is what the documents themselves hold: vector bytes (float32) +
- * metadata JSON (with the text) + id. The server, the proxy and the devices share this
- * process (one event loop), so docs/s includes the work of both ends.
+ * metadata JSON (with the text) + id. By default the server, the proxy and the devices
+ * share this process (one event loop), so docs/s includes the work of both ends done one
+ * after the other; `--server child` runs the server and its proxy in a child process
+ * instead, as a deployment has it (both ends then work at once, but each request crosses
+ * processes, which costs more than it gains on a busy machine).
  *
  * naive-json-f64: the prototype posted documents as JSON with the vector as a float64
  * number array to an endpoint that parsed them and inserted them into SQLite, and served
- * them back the same way. Simulated here with a tiny node:http server (better-sqlite3 with
- * SQLite's defaults, float64 BLOBs, one transaction per batch); the pulling client inserts
+ * them back the same way. Simulated here with a tiny node:http server, placed like the
+ * VeloSync server (better-sqlite3 with SQLite's defaults, float64 BLOBs, one transaction per
+ * batch); the pulling client inserts
  * what it gets into its own SQLite file, in batches of --batch documents like the sync client.
  *
  * Each configuration runs --runs times (default 3) after one warm-up run; medians shown.
  *
  * Options: --batch N documents per request, push and pull (default 1000, the sync client's
  * default); --synchronous full|normal for every SQLite file of the VeloSync runs (default
- * full, the stores' default).
+ * full, the stores' default); --server in-process|child where the servers run (above).
  *
  * Usage: npm run bench:sync -- [--json] [--runs N] [--docs N] [--dims N] [--formats a,b]
- *   [--batch N] [--synchronous full|normal]
+ *   [--batch N] [--synchronous full|normal] [--server in-process|child]
  * Needs `npm run build` first (the packages are imported from their builds).
  * --json prints one JSON array of rows to stdout and nothing else; progress goes to stderr.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import { connect, createServer as createTcpServer } from 'node:net'
-import type { AddressInfo, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import type { WireFormat } from '@velosync/core'
-import { createSyncServer, createToken, hashToken } from '@velosync/server'
-import { SqliteServerStore } from '@velosync/storage-sqlite'
+import { createToken, hashToken } from '@velosync/server'
 import {
   clusteredEmbeddings,
   sampleMetadata,
   type SampleMetadata,
 } from '@velosync/testkit'
 import Database from 'better-sqlite3'
+import { float64Blob, type NaiveDocument } from './lib/naive.js'
+import {
+  startBenchServer,
+  type BenchServer,
+  type BenchServerConfig,
+} from './lib/bench-server.js'
+import { ServerProcess } from './lib/server-process.js'
 
 type Format = 'binary' | 'json' | 'naive-json-f64'
 
@@ -112,6 +119,7 @@ const { values: args } = parseArgs({
     formats: { type: 'string', default: 'binary,json,naive-json-f64' },
     synchronous: { type: 'string', default: 'full' },
     batch: { type: 'string', default: '1000' },
+    server: { type: 'string', default: 'in-process' },
   },
 })
 const runs = integerArg(args.runs, '--runs', 1)
@@ -123,6 +131,14 @@ if (args.synchronous !== 'full' && args.synchronous !== 'normal') {
   process.exit(2)
 }
 const synchronous: 'full' | 'normal' = args.synchronous
+if (args.server !== 'in-process' && args.server !== 'child') {
+  log(`--server takes in-process or child, got ${args.server}`)
+  process.exit(2)
+}
+const startServer = (config: BenchServerConfig): Promise<BenchServer> =>
+  args.server === 'child'
+    ? ServerProcess.start(config)
+    : startBenchServer(config)
 const FORMATS: readonly Format[] = ['binary', 'json', 'naive-json-f64']
 const formats = args.formats.split(',').map((name) => {
   const format = FORMATS.find((known) => known === name.trim())
@@ -209,27 +225,30 @@ async function runVeloSync(
   format: WireFormat,
   dir: string,
 ): Promise<RunResult> {
-  const serverStore = SqliteServerStore.open({
-    path: join(dir, 'server.db'),
+  const tokens = new Map(
+    ['pusher', 'puller'].map((name) => [name, createToken()]),
+  )
+  const server = await startServer({
+    mode: 'velosync',
+    dir,
     synchronous,
+    devices: [...tokens].map(([deviceId, token]) => ({
+      deviceId,
+      tokenHash: hashToken(token),
+    })),
   })
-  const server = createSyncServer({
-    store: serverStore,
-    auth: { mode: 'token' },
-  })
-  const listening = await server.listen({ port: 0, host: '127.0.0.1' })
-  const proxy = await ByteCountingProxy.start(listening.port)
-  const url = `http://127.0.0.1:${proxy.port}`
   const devices: Array<{ store: LocalStore; transport: HttpTransport }> = []
-  const device = async (name: string) => {
-    const token = createToken()
-    await serverStore.createDeviceToken(name, hashToken(token))
+  const device = (name: string) => {
     const store = LocalStore.open({
       path: join(dir, `${name}.db`),
       deviceId: name,
       synchronous,
     })
-    const transport = new HttpTransport({ url, token, format })
+    const transport = new HttpTransport({
+      url: server.url,
+      token: tokens.get(name) as string,
+      format,
+    })
     devices.push({ store, transport })
     const client = new SyncClient(store, {
       transport,
@@ -239,32 +258,30 @@ async function runVeloSync(
     return { store, client }
   }
   try {
-    const pusher = await device('pusher')
+    const pusher = device('pusher')
     pusher.store.createCollection({ name: COLLECTION, dims, metric: 'cosine' })
     pusher.store.putMany(COLLECTION, documents)
 
-    proxy.bytes = 0
+    await server.bytes(true)
     let started = performance.now()
     const pushed = await pusher.client.sync()
     const pushMs = performance.now() - started
-    const pushBytes = proxy.bytes
+    const pushBytes = await server.bytes(true)
     if (pushed.pushed !== documents.length) {
       throw new Error(`pushed ${pushed.pushed} of ${documents.length}`)
     }
 
-    proxy.bytes = 0
     await pusher.client.sync()
-    const idleBytes = proxy.bytes
+    const idleBytes = await server.bytes(true)
 
-    const puller = await device('puller')
-    proxy.bytes = 0
+    const puller = device('puller')
     started = performance.now()
     const pulled = await puller.client.sync()
     const pullMs = performance.now() - started
-    const pullBytes = proxy.bytes
+    const pullBytes = await server.bytes(true)
     if (
       pulled.pulled !== documents.length ||
-      puller.store.digest(COLLECTION) !== (await serverStore.digest(COLLECTION))
+      puller.store.digest(COLLECTION) !== (await server.digest(COLLECTION))
     ) {
       throw new Error(
         `the pulling device did not converge (${pulled.pulled} pulled)`,
@@ -276,9 +293,7 @@ async function runVeloSync(
       await transport.close()
       store.close()
     }
-    await proxy.close()
-    await listening.close()
-    await serverStore.close()
+    await server.close()
   }
 }
 
@@ -287,67 +302,7 @@ async function runNaive(
   documents: readonly BenchDocument[],
   dir: string,
 ): Promise<RunResult> {
-  const db = new Database(join(dir, 'naive-server.db'))
-  db.exec(
-    'CREATE TABLE docs (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, vector BLOB NOT NULL, metadata TEXT NOT NULL)',
-  )
-  const insert = db.prepare(
-    'INSERT INTO docs (id, vector, metadata) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET vector = excluded.vector, metadata = excluded.metadata',
-  )
-  const insertAll = db.transaction((docs: readonly NaiveDocument[]) => {
-    for (const doc of docs) {
-      insert.run(doc.id, float64Blob(doc.vector), JSON.stringify(doc.metadata))
-    }
-  })
-  const page = db.prepare(
-    'SELECT seq, id, vector, metadata FROM docs WHERE seq > ? ORDER BY seq LIMIT ?',
-  )
-  const server = createServer((request, response) => {
-    void handleNaive(request).then(
-      (body) => {
-        response.writeHead(200, { 'content-type': 'application/json' })
-        response.end(body)
-      },
-      (error: unknown) => {
-        response.writeHead(400, { 'content-type': 'application/json' })
-        response.end(JSON.stringify({ error: String(error) }))
-      },
-    )
-  })
-  async function handleNaive(request: IncomingMessage): Promise<string> {
-    const url = new URL(request.url ?? '/', 'http://localhost')
-    if (request.method === 'POST') {
-      const { docs } = JSON.parse(await readText(request)) as {
-        docs: NaiveDocument[]
-      }
-      insertAll(docs)
-      return JSON.stringify({ inserted: docs.length })
-    }
-    const after = Number(url.searchParams.get('after') ?? 0)
-    const rows = page.all(after, batch) as Array<{
-      seq: number
-      id: string
-      vector: Buffer
-      metadata: string
-    }>
-    return JSON.stringify({
-      docs: rows.map((row) => ({
-        id: row.id,
-        vector: Array.from(
-          new Float64Array(
-            row.vector.buffer,
-            row.vector.byteOffset,
-            row.vector.byteLength / 8,
-          ),
-        ),
-        metadata: JSON.parse(row.metadata) as unknown,
-      })),
-      next: rows.at(-1)?.seq ?? after,
-    })
-  }
-  const port = await listen(server)
-  const proxy = await ByteCountingProxy.start(port)
-  const base = `http://127.0.0.1:${proxy.port}`
+  const server = await startServer({ mode: 'naive', dir, batch })
   const local = new Database(join(dir, 'naive-device.db'))
   local.exec(
     'CREATE TABLE docs (id TEXT PRIMARY KEY, vector BLOB NOT NULL, metadata TEXT NOT NULL)',
@@ -365,7 +320,7 @@ async function runNaive(
     }
   })
   try {
-    proxy.bytes = 0
+    await server.bytes(true)
     let started = performance.now()
     for (let i = 0; i < documents.length; i += batch) {
       const docs = documents.slice(i, i + batch).map((doc) => ({
@@ -373,7 +328,7 @@ async function runNaive(
         vector: Array.from(doc.vector),
         metadata: doc.metadata,
       }))
-      const response = await fetch(`${base}/docs`, {
+      const response = await fetch(`${server.url}/docs`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ docs }),
@@ -382,14 +337,13 @@ async function runNaive(
       await response.arrayBuffer()
     }
     const pushMs = performance.now() - started
-    const pushBytes = proxy.bytes
+    const pushBytes = await server.bytes(true)
 
-    proxy.bytes = 0
     started = performance.now()
     let after = 0
     let pulled = 0
     for (;;) {
-      const response = await fetch(`${base}/docs?after=${after}`)
+      const response = await fetch(`${server.url}/docs?after=${after}`)
       const body = (await response.json()) as {
         docs: NaiveDocument[]
         next: number
@@ -407,88 +361,13 @@ async function runNaive(
       pushMs,
       pushBytes,
       pullMs,
-      pullBytes: proxy.bytes,
+      pullBytes: await server.bytes(true),
       idleBytes: undefined,
     }
   } finally {
-    await proxy.close()
-    await new Promise<void>((done) => {
-      server.close(() => done())
-      server.closeAllConnections()
-    })
-    db.close()
+    await server.close()
     local.close()
   }
-}
-
-interface NaiveDocument {
-  readonly id: string
-  readonly vector: readonly number[]
-  readonly metadata: unknown
-}
-
-/**
- * A TCP proxy on 127.0.0.1 that counts every byte it forwards, both directions: what an
- * HTTP client and server exchange on the wire, headers included.
- */
-class ByteCountingProxy {
-  /** Bytes forwarded since the last reset (assign 0 to reset). */
-  bytes = 0
-  port = 0
-  readonly #sockets = new Set<Socket>()
-  readonly #server: ReturnType<typeof createTcpServer>
-
-  private constructor(targetPort: number) {
-    this.#server = createTcpServer((downstream) => {
-      const upstream = connect(targetPort, '127.0.0.1')
-      for (const socket of [downstream, upstream]) {
-        // Nagle would hold back small writes (headers) waiting for an ACK.
-        socket.setNoDelay(true)
-        this.#sockets.add(socket)
-        socket.on('close', () => this.#sockets.delete(socket))
-        socket.on('error', () => {
-          downstream.destroy()
-          upstream.destroy()
-        })
-        socket.on('data', (chunk: Buffer) => {
-          this.bytes += chunk.length
-        })
-      }
-      downstream.pipe(upstream)
-      upstream.pipe(downstream)
-    })
-  }
-
-  static async start(targetPort: number): Promise<ByteCountingProxy> {
-    const proxy = new ByteCountingProxy(targetPort)
-    proxy.port = await listen(proxy.#server)
-    return proxy
-  }
-
-  close(): Promise<void> {
-    for (const socket of this.#sockets) socket.destroy()
-    return new Promise((done) => this.#server.close(() => done()))
-  }
-}
-
-function listen(server: Server | ReturnType<typeof createTcpServer>) {
-  return new Promise<number>((done, fail) => {
-    server.once('error', fail)
-    server.listen(0, '127.0.0.1', () => {
-      done((server.address() as AddressInfo).port)
-    })
-  })
-}
-
-async function readText(request: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = []
-  for await (const chunk of request) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
-}
-
-function float64Blob(vector: readonly number[]): Buffer {
-  const values = Float64Array.from(vector)
-  return Buffer.from(values.buffer, values.byteOffset, values.byteLength)
 }
 
 /** Clustered unit vectors with ~200 characters of text and a few fields each. */
