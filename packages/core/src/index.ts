@@ -38,7 +38,11 @@ export {
   type Metric,
   type VectorDType,
 } from './model/collection.js'
-export { isValidatedFor, markValidated } from './model/validated-version.js'
+export {
+  isValidatedFor,
+  markValidated,
+  takeParsedMetadata,
+} from './model/validated-version.js'
 export {
   checkVectorValues,
   inverseNorm,

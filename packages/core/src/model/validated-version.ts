@@ -1,5 +1,13 @@
 import type { CollectionSchema } from './collection.js'
 import type { DocumentVersion } from './document-version.js'
+import type { JsonObject } from './metadata.js'
+
+interface Validation {
+  /** The dims, dtype and metric the version was checked against. */
+  readonly shape: string
+  /** The metadata the checker parsed, until a store takes it (see takeParsedMetadata). */
+  metadata: JsonObject | undefined
+}
 
 /**
  * Versions that passed every check against a collection schema, keyed to that schema's
@@ -7,9 +15,9 @@ import type { DocumentVersion } from './document-version.js'
  * a store's own checks in O(1) instead of scanning its vector and re-canonicalizing its
  * metadata a second time.
  */
-const validatedFor = new WeakMap<DocumentVersion, string>()
+const validations = new WeakMap<DocumentVersion, Validation>()
 
-function schemaKey(schema: CollectionSchema): string {
+function shapeOf(schema: CollectionSchema): string {
   return `${schema.dims}/${schema.dtype}/${schema.metric}`
 }
 
@@ -24,16 +32,19 @@ function schemaKey(schema: CollectionSchema): string {
  * record true: the fields cannot be replaced afterwards (the vector's elements could be,
  * as with any version, by code that owns it).
  *
+ * @param metadata - the parsed form of `version.metadataJson`, if the checker has one
+ *   that nothing else references: handed over once by {@link takeParsedMetadata}.
  * @internal
  */
 export function markValidated<V extends DocumentVersion>(
   version: V,
   schema: CollectionSchema,
+  metadata?: JsonObject,
 ): V {
   Object.freeze(version.versionVector)
   Object.freeze(version.hlc)
   Object.freeze(version)
-  validatedFor.set(version, schemaKey(schema))
+  validations.set(version, { shape: shapeOf(schema), metadata })
   return version
 }
 
@@ -42,5 +53,21 @@ export function isValidatedFor(
   version: DocumentVersion,
   schema: CollectionSchema,
 ): boolean {
-  return validatedFor.get(version) === schemaKey(schema)
+  return validations.get(version)?.shape === shapeOf(schema)
+}
+
+/**
+ * The parsed metadata handed to {@link markValidated}, at most once: the caller becomes its
+ * only owner (a store keeps it in its search index), so a second call returns `undefined`.
+ *
+ * @internal
+ */
+export function takeParsedMetadata(
+  version: DocumentVersion,
+): JsonObject | undefined {
+  const validation = validations.get(version)
+  if (validation === undefined) return undefined
+  const { metadata } = validation
+  validation.metadata = undefined
+  return metadata
 }

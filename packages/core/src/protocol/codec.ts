@@ -4,7 +4,7 @@ import { VeloSyncError, invalidArgument } from '../errors.js'
 import type { CollectionSchema } from '../model/collection.js'
 import type { DocumentVersion } from '../model/document-version.js'
 import { assertDocumentId, replicaIdOf } from '../model/ids.js'
-import { canonicalMetadataJson } from '../model/metadata.js'
+import { canonicalMetadataJson, type JsonObject } from '../model/metadata.js'
 import { counterOf } from '../model/version-vector.js'
 import { markValidated } from '../model/validated-version.js'
 import {
@@ -378,6 +378,7 @@ function toDocumentVersion(
   }
   let vector: StoredVector | null = null
   let metadataJson: string | null = null
+  let metadata: JsonObject | undefined
   if (wire.vector !== null && wire.metadata !== null) {
     const bytes =
       typeof wire.vector === 'string' ? decodeBase64(wire.vector) : wire.vector
@@ -392,7 +393,8 @@ function toDocumentVersion(
       )
     }
     checkVectorValues(schema, vector, vector, `${where}.vector`)
-    metadataJson = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
+    metadata = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
+    metadataJson = wire.metadata
   }
   // Checked in full here, so a store (or the device) need not scan it again.
   return markValidated(
@@ -406,23 +408,25 @@ function toDocumentVersion(
       origin,
     },
     schema,
+    metadata,
   )
 }
 
-function checkCanonicalMetadata(text: string, where: string): string {
+/** Checks that `text` is canonical metadata JSON; returns it parsed. */
+function checkCanonicalMetadata(text: string, where: string): JsonObject {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch {
     throw invalidArgument(`${where}: not valid JSON`)
   }
-  const canonical = canonicalMetadataJson(parsed)
-  if (canonical !== text) {
+  if (canonicalMetadataJson(parsed) !== text) {
     throw invalidArgument(
       `${where}: not in canonical form (no whitespace, sorted keys); send canonicalMetadataJson(metadata)`,
     )
   }
-  return canonical
+  // Canonical text parses to an object whose keys are in canonical order already.
+  return parsed as JsonObject
 }
 
 /** Options of {@link decodeSyncRequest}. */
