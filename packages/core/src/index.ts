@@ -146,7 +146,6 @@ export {
   collectionMismatch,
   planPush,
   preparePush,
-  pushedCollectionNames,
   replicaIdOfRef,
   staleCursorError,
   timeMs,

@@ -24,3 +24,9 @@ export {
   vectorArb,
   versionVectorArb,
 } from './arbitraries.js'
+export {
+  findPostgresBinDir,
+  startPostgresCluster,
+  type PostgresCluster,
+  type PostgresClusterOptions,
+} from './postgres-cluster.js'

@@ -238,17 +238,6 @@ export function preparePush<C extends StoreCollection>(
   return prepared
 }
 
-/** The names of the collections a push refers to (for backends that look them up first). */
-export function pushedCollectionNames(ops: unknown): Set<string> {
-  const names = new Set<string>()
-  if (!Array.isArray(ops)) return names
-  for (const op of ops as unknown[]) {
-    const name = (op as { collection?: unknown } | null)?.collection
-    if (typeof name === 'string') names.add(name)
-  }
-  return names
-}
-
 /** A stored document as a push sees it. */
 export interface StoredDocument {
   readonly version: DocumentVersion
