@@ -659,7 +659,7 @@ export class PostgresServerStore implements ServerStore {
     work: (client: pg.PoolClient) => Promise<T>,
   ): Promise<T> {
     return this.#run(async () => {
-      const client = await this.#pool.connect()
+      const client = await checkOut(this.#pool)
       let broken: Error | undefined
       try {
         await client.query(begin)
@@ -675,7 +675,7 @@ export class PostgresServerStore implements ServerStore {
         }
         throw error
       } finally {
-        client.release(broken)
+        release(client, broken)
       }
     })
   }
@@ -890,13 +890,14 @@ async function assertCursor(db: Queryable, cursor: Seq): Promise<void> {
  * that start together take turns, so each migration runs once.
  */
 async function migrate(pool: pg.Pool, schema: string): Promise<void> {
-  const client = await pool.connect()
+  const client = await checkOut(pool)
   try {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
     await client.query('BEGIN')
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
       `velosync-migrations:${schema}`,
     ])
+    // Inside the lock: concurrent CREATE SCHEMA IF NOT EXISTS can fail on a unique index.
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
     await client.query(`CREATE TABLE IF NOT EXISTS vs_schema_migrations (
       version    integer PRIMARY KEY,
       name       text NOT NULL,
@@ -925,8 +926,28 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     await client.query('ROLLBACK').catch(() => undefined)
     throw error
   } finally {
-    client.release()
+    release(client)
   }
+}
+
+/**
+ * A pooled connection with an error listener for as long as it is checked out: pg emits a
+ * connection lost between two queries as an `error` event, which would otherwise crash the
+ * process; the next query on it fails instead, and the caller handles that.
+ */
+async function checkOut(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect()
+  client.on('error', ignoreClientError)
+  return client
+}
+
+function release(client: pg.PoolClient, broken?: Error): void {
+  client.off('error', ignoreClientError)
+  client.release(broken)
+}
+
+function ignoreClientError(): void {
+  // Reported by the failing query (see checkOut).
 }
 
 type Settings = Required<PostgresServerStoreOptions>
