@@ -79,7 +79,7 @@ const cluster =
   given === undefined || given === ''
     ? await startPostgresCluster({ fast: args.fast })
     : undefined
-const pgUrl = cluster?.url ?? (given)
+const pgUrl = cluster?.url ?? given
 const workDir = mkdtempSync(join(tmpdir(), 'velosync-bench-push-lock-'))
 const rows: Row[] = []
 let run = 0

@@ -1,12 +1,18 @@
 /** Runs the built `velosync` command as a user runs it. Needs `npm run build`. */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { test as base } from 'vitest'
+import { MAIN } from './serve-processes.js'
 
-export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+export {
+  MAIN,
+  killServes,
+  serve,
+  serveMany,
+  type Served,
+} from './serve-processes.js'
 
 /** How long one CLI run may take before it is killed (and the test fails). */
 const RUN_TIMEOUT_MS = 60_000
@@ -54,74 +60,4 @@ export function velosync(...args: string[]): Promise<CliResult> {
       resolve({ code, stdout, stderr })
     })
   })
-}
-
-/** A running `velosync serve` and what it printed so far. */
-export interface Served {
-  readonly child: ChildProcessWithoutNullStreams
-  readonly url: string
-  readonly output: { stdout: string; stderr: string }
-  /** Resolves with the exit code once the process has exited. */
-  readonly exited: Promise<number | null>
-}
-
-const running = new Set<ChildProcessWithoutNullStreams>()
-
-/**
- * Kills every server {@link serve} started that is still running: call it in `afterEach`,
- * so a failed assertion cannot leave a server behind.
- */
-export function killServes(): void {
-  for (const child of running) child.kill('SIGKILL')
-  running.clear()
-}
-
-/**
- * Starts `velosync serve --port 0 …args` and resolves once it printed its URL. Several
- * with the same `--postgres` URL are several stateless processes on one database (see
- * {@link serveMany}).
- */
-export function serve(...args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args])
-  running.add(child)
-  const output = { stdout: '', stderr: '' }
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('close', (code) => {
-      running.delete(child)
-      resolve(code)
-    }),
-  )
-  return new Promise((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      output.stdout += chunk
-      const url = /listening on (http:\/\/\S+)/.exec(output.stdout)?.[1]
-      // The banner's last line: everything before it has arrived too.
-      if (url !== undefined && /^ {2}stop {3}/m.test(output.stdout)) {
-        resolve({ child, url, output, exited })
-      }
-    })
-    child.stderr
-      .setEncoding('utf8')
-      .on('data', (chunk: string) => (output.stderr += chunk))
-    void exited.then((code) =>
-      reject(
-        new Error(
-          `serve exited with ${code} before listening:\n${output.stderr}`,
-        ),
-      ),
-    )
-  })
-}
-
-/** Starts `count` server processes on one PostgreSQL database, concurrently. */
-export function serveMany(
-  count: number,
-  postgresUrl: string,
-  ...args: string[]
-): Promise<Served[]> {
-  return Promise.all(
-    Array.from({ length: count }, () =>
-      serve('--postgres', postgresUrl, ...args),
-    ),
-  )
 }

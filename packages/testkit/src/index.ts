@@ -25,6 +25,7 @@ export {
   versionVectorArb,
 } from './arbitraries.js'
 export {
+  PG_BIN_DIR_ENV,
   findPostgresBinDir,
   startPostgresCluster,
   type PostgresCluster,

@@ -18,10 +18,7 @@ const DEBIAN_PG_ROOT = '/usr/lib/postgresql'
 
 /** Options of {@link startPostgresCluster}. */
 export interface PostgresClusterOptions {
-  /**
-   * The directory holding `initdb` and `pg_ctl`. Default: the first of `PATH` that has
-   * both, else the newest `/usr/lib/postgresql/<major>/bin`.
-   */
+  /** The directory holding `initdb` and `pg_ctl`. Default: {@link findPostgresBinDir}. */
   readonly binDir?: string
   /**
    * Turn durability off (`fsync`, `synchronous_commit`, `full_page_writes`): several times
@@ -59,7 +56,9 @@ export async function startPostgresCluster(
   const binDir = options.binDir ?? findPostgresBinDir()
   if (binDir === undefined) {
     throw new Error(
-      `PostgreSQL server binaries (initdb, pg_ctl) are neither on PATH nor under ${DEBIAN_PG_ROOT}/*/bin; install Debian's postgresql package`,
+      process.env[PG_BIN_DIR_ENV]
+        ? `${PG_BIN_DIR_ENV}=${process.env[PG_BIN_DIR_ENV]} has no initdb and pg_ctl`
+        : `PostgreSQL server binaries (initdb, pg_ctl) are neither on PATH nor under ${DEBIAN_PG_ROOT}/*/bin; install Debian's postgresql package or set ${PG_BIN_DIR_ENV}`,
     )
   }
   const asRoot = process.getuid?.() === 0
@@ -137,10 +136,21 @@ export async function startPostgresCluster(
   }
 }
 
-/** The directory with `initdb` and `pg_ctl`, or `undefined`. */
+/** Names the directory of `initdb` and `pg_ctl` when they are elsewhere (Homebrew, …). */
+export const PG_BIN_DIR_ENV = 'VELOSYNC_PG_BIN_DIR'
+
+/**
+ * The directory with `initdb` and `pg_ctl`: `VELOSYNC_PG_BIN_DIR` if set (`undefined`
+ * when it lacks them), else the first `PATH` entry that has both, else the newest
+ * `/usr/lib/postgresql/<major>/bin`; `undefined` when there is none.
+ */
 export function findPostgresBinDir(): string | undefined {
   const has = (dir: string): boolean =>
     existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'pg_ctl'))
+  const given = process.env[PG_BIN_DIR_ENV]
+  if (given !== undefined && given !== '') {
+    return has(given) ? given : undefined
+  }
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir !== '' && has(dir)) return dir
   }
