@@ -164,6 +164,25 @@ describe.skipIf(postgres.url === undefined)(
         } finally {
           await store.close()
         }
+        // A revoked token is refused by every process, not only the one that revoked it.
+        const revoked = await velosync(
+          'token',
+          'revoke',
+          '--device',
+          'dev0',
+          '--postgres',
+          database.url,
+        )
+        expect(revoked.code).toBe(0)
+        for (const served of servers) {
+          const response = await fetch(
+            `${served.url}/v1/collections/notes/digest`,
+            {
+              headers: { authorization: `Bearer ${tokens[0] as string}` },
+            },
+          )
+          expect(response.status).toBe(401)
+        }
         await Promise.all(servers.map(stop))
       } finally {
         for (const device of devices) {
