@@ -313,11 +313,27 @@ export class PostgresServerStore implements ServerStore {
     return this.#transaction('BEGIN', async (client) => {
       // The push lock: taken first, held to COMMIT (see the class remarks).
       const head = await selectMeta(client, 'head', 'FOR UPDATE')
-      const replicaRow = await client.query<{ applied_lsn: number }>(
-        'SELECT applied_lsn FROM vs_replicas WHERE replica_id = $1',
-        [replicaId],
+      // The replica's applied LSN and the digests of the push's collections, in one trip.
+      const { rows: stateRows } = await client.query<{
+        applied_lsn: number | null
+        collection_id: number | null
+        digest: string | null
+      }>(
+        `SELECT r.applied_lsn, c.collection_id, c.digest
+         FROM (SELECT (SELECT applied_lsn FROM vs_replicas WHERE replica_id = $1) AS applied_lsn) AS r
+         LEFT JOIN vs_collections AS c ON c.collection_id = ANY($2::int4[])`,
+        [
+          replicaId,
+          [...new Set(prepared.map((op) => op.collection.collectionId))],
+        ],
       )
-      const appliedLsn = replicaRow.rows[0]?.applied_lsn ?? 0
+      const appliedLsn = stateRows[0]?.applied_lsn ?? 0
+      const digests = new Map<number, string>()
+      for (const row of stateRows) {
+        if (row.collection_id !== null && row.digest !== null) {
+          digests.set(row.collection_id, row.digest)
+        }
+      }
       const replays = prepared
         .filter((op) => op.lsn <= appliedLsn)
         .map((op) => op.lsn)
@@ -345,20 +361,6 @@ export class PostgresServerStore implements ServerStore {
         for (const row of rows) {
           documents.set(documentKey(row.collection_id, row.id), row)
         }
-      }
-      const digests = new Map<number, string>()
-      const touched = [
-        ...new Set(fresh.map((op) => op.collection.collectionId)),
-      ]
-      if (touched.length > 0) {
-        const { rows } = await client.query<{
-          collection_id: number
-          digest: string
-        }>(
-          'SELECT collection_id, digest FROM vs_collections WHERE collection_id = ANY($1::int4[])',
-          [touched],
-        )
-        for (const row of rows) digests.set(row.collection_id, row.digest)
       }
       const plan = planPush(
         replicaId,
@@ -760,11 +762,6 @@ async function writePush(
   plan: PushPlan<CollectionEntry>,
   nowMs: number,
 ): Promise<void> {
-  await insertRows(
-    client,
-    'INSERT INTO vs_replica_ops (replica_id, lsn, op_hash)',
-    plan.opHashes.map(({ lsn, opHash }) => [replicaId, lsn, toBuffer(opHash)]),
-  )
   // One row per document: a later write of the same document in this push replaces an
   // earlier one (its seq stays handed out, as on SQLite, where the upsert moves the row).
   const last = new Map<string, DocumentWrite<CollectionEntry>>()
@@ -813,28 +810,42 @@ async function writePush(
           ],
     ),
   )
+  // The rest in one statement: every round trip here is time the push lock is held. Its
+  // parts touch different rows (the pruned op hashes are all below this push's LSNs).
+  const digests = [...plan.digests]
   await client.query(
-    `INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)
-     VALUES ($1, $2, $3, $4, 0, $5)
-     ON CONFLICT (replica_id) DO UPDATE SET
-       applied_lsn = excluded.applied_lsn, last_seen_ms = excluded.last_seen_ms`,
-    [replicaId, replica.deviceId, replica.epoch, plan.appliedThroughLsn, nowMs],
+    `WITH replica AS (
+       INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)
+       VALUES ($1, $2, $3, $4, 0, $5)
+       ON CONFLICT (replica_id) DO UPDATE SET
+         applied_lsn = excluded.applied_lsn, last_seen_ms = excluded.last_seen_ms
+     ), pruned AS (
+       DELETE FROM vs_replica_ops WHERE replica_id = $1 AND lsn < $6
+     ), op_hashes AS (
+       INSERT INTO vs_replica_ops (replica_id, lsn, op_hash)
+       SELECT $1, o.lsn, o.op_hash FROM unnest($7::int8[], $8::bytea[]) AS o (lsn, op_hash)
+     ), head AS (
+       UPDATE vs_meta SET value = $9 WHERE key = 'head'
+     ), digests AS (
+       UPDATE vs_collections AS c SET digest = d.digest
+       FROM unnest($10::int4[], $11::text[]) AS d (collection_id, digest)
+       WHERE c.collection_id = d.collection_id
+     )
+     SELECT 1`,
+    [
+      replicaId,
+      replica.deviceId,
+      replica.epoch,
+      plan.appliedThroughLsn,
+      nowMs,
+      plan.forgetBelowLsn ?? null,
+      plan.opHashes.map(({ lsn }) => lsn),
+      plan.opHashes.map(({ opHash }) => toBuffer(opHash)),
+      plan.head,
+      digests.map(([entry]) => entry.collectionId),
+      digests.map(([, digest]) => digest),
+    ],
   )
-  if (plan.forgetBelowLsn !== undefined) {
-    await client.query(
-      'DELETE FROM vs_replica_ops WHERE replica_id = $1 AND lsn < $2',
-      [replicaId, plan.forgetBelowLsn],
-    )
-  }
-  await client.query("UPDATE vs_meta SET value = $1 WHERE key = 'head'", [
-    plan.head,
-  ])
-  for (const [entry, digest] of plan.digests) {
-    await client.query(
-      'UPDATE vs_collections SET digest = $1 WHERE collection_id = $2',
-      [digest, entry.collectionId],
-    )
-  }
 }
 
 /** Multi-row `INSERT … VALUES (…), (…)` in chunks; nothing for no rows. */

@@ -136,6 +136,30 @@ describe.skipIf(postgres.url === undefined)(
       expect(await one.digest('notes')).toBe(await two.digest('notes'))
     })
 
+    it('postgres: forgets replay hashes below the first LSN of the latest push (a replay of those is lsn_reused)', async () => {
+      const schema = uniqueSchema('prune')
+      const store = await open(schema)
+      await store.ensureCollection(SCHEMA)
+      await store.push(DEVICE, [op(1, 'x', 1), op(2, 'y', 2)])
+      await store.push(DEVICE, [op(3, 'z', 3)])
+      const lsns = await withClient(async (client) => {
+        const { rows } = await client.query<{ lsn: string }>(
+          `SELECT lsn FROM ${schema}.vs_replica_ops ORDER BY lsn`,
+        )
+        return rows.map((row) => Number(row.lsn))
+      })
+      expect(lsns).toEqual([3])
+      expect(
+        isVeloSyncError(
+          await rejection(store.push(DEVICE, [op(1, 'x', 1)])),
+          'lsn_reused',
+        ),
+      ).toBe(true)
+      expect(
+        (await store.push(DEVICE, [op(3, 'z', 3)])).results[0]?.outcome,
+      ).toBe('duplicate')
+    })
+
     it('postgres: records migrations in vs_schema_migrations and refuses a newer schema', async () => {
       const schema = uniqueSchema('migrations')
       const store = await open(schema)
