@@ -74,12 +74,10 @@ const writerCounts = args.writers
   .map((v) => positive(v, '--writers'))
 
 const embeddings = clusteredEmbeddings({ count: 1000, dims: DIMS, seed: 3 })
-const given = process.env.VELOSYNC_TEST_PG_URL
+const given = process.env.VELOSYNC_TEST_PG_URL ?? ''
 const cluster =
-  given === undefined || given === ''
-    ? await startPostgresCluster({ fast: args.fast })
-    : undefined
-const pgUrl = cluster?.url ?? given
+  given === '' ? await startPostgresCluster({ fast: args.fast }) : undefined
+const pgUrl = cluster === undefined ? given : cluster.url
 const workDir = mkdtempSync(join(tmpdir(), 'velosync-bench-push-lock-'))
 const rows: Row[] = []
 let run = 0

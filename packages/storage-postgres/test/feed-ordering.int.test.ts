@@ -172,7 +172,12 @@ async function storeFeed(schema: string): Promise<Feed> {
     await open(),
     await open(),
   ]
-  await reader.ensureCollection({ name: 'notes', dims: 2, metric: 'l2' })
+  await reader.ensureCollection({
+    name: 'notes',
+    dims: 2,
+    metric: 'l2',
+    dtype: 'float32',
+  })
   // The slow replica's row must exist to be locked: it pushed once before.
   await slowStore.push(SLOW, [put(SLOW, 1, 'earlier')])
   const before = await reader.pull(READER, 0, 100)
