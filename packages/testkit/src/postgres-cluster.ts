@@ -63,7 +63,11 @@ export async function startPostgresCluster(
   }
   const asRoot = process.getuid?.() === 0
   const owner = asRoot ? await postgresUser() : undefined
-  const dataDir = await mkdtemp(join(tmpdir(), 'velosync-pg-'))
+  // Under root the postgres user must reach the directory: TMPDIR may point somewhere
+  // private to root, /tmp never does.
+  const dataDir = await mkdtemp(
+    join(owner === undefined ? tmpdir() : '/tmp', 'velosync-pg-'),
+  )
   const command = async (binary: string, args: string[]): Promise<void> => {
     const file = join(binDir, binary)
     try {
