@@ -17,14 +17,23 @@ export default defineConfig({
           import.meta.url,
         ),
       ),
+      '@velosync/testkit/postgres-test-setup': fileURLToPath(
+        new URL(
+          './packages/testkit/src/postgres-test-setup.ts',
+          import.meta.url,
+        ),
+      ),
       '@velosync/testkit': src('testkit'),
       '@velosync/storage-sqlite': src('storage-sqlite'),
+      '@velosync/storage-postgres': src('storage-postgres'),
       '@velosync/server': src('server'),
     },
   },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
     reporters: ['default', './scripts/summary-reporter.ts'],
+    // PostgreSQL for the tests that need it: VELOSYNC_TEST_PG_URL or a throwaway cluster.
+    globalSetup: ['./packages/testkit/src/postgres-test-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

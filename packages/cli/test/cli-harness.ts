@@ -3,10 +3,16 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { test as base } from 'vitest'
+import { MAIN } from './serve-processes.js'
 
-export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+export {
+  MAIN,
+  killServes,
+  serve,
+  serveMany,
+  type Served,
+} from './serve-processes.js'
 
 /** How long one CLI run may take before it is killed (and the test fails). */
 const RUN_TIMEOUT_MS = 60_000

@@ -3,62 +3,14 @@
  * separate Node processes, over real HTTP on 127.0.0.1 with real SQLite files. Needs
  * `npm run build`.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { isVeloSyncError } from '@velosync/core'
 import { afterEach, beforeAll, describe, expect } from 'vitest'
-import { MAIN, test, velosync } from './cli-harness.js'
+import { MAIN, killServes, serve, test, velosync } from './cli-harness.js'
 
-/** A running `velosync serve` and what it printed so far. */
-interface Served {
-  readonly child: ChildProcessWithoutNullStreams
-  readonly url: string
-  readonly output: { stdout: string; stderr: string }
-  /** Resolves with the exit code once the process has exited. */
-  readonly exited: Promise<number | null>
-}
-
-const running = new Set<ChildProcessWithoutNullStreams>()
-afterEach(() => {
-  // A failed assertion must not leave a server behind.
-  for (const child of running) child.kill('SIGKILL')
-  running.clear()
-})
-
-/** Starts `velosync serve --port 0 …` and waits for the line with its URL. */
-function serve(...args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args])
-  running.add(child)
-  const output = { stdout: '', stderr: '' }
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('close', (code) => {
-      running.delete(child)
-      resolve(code)
-    }),
-  )
-  return new Promise((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      output.stdout += chunk
-      const url = /listening on (http:\/\/\S+)/.exec(output.stdout)?.[1]
-      // The banner's last line: everything before it has arrived too.
-      if (url !== undefined && /^ {2}stop {3}/m.test(output.stdout)) {
-        resolve({ child, url, output, exited })
-      }
-    })
-    child.stderr
-      .setEncoding('utf8')
-      .on('data', (chunk: string) => (output.stderr += chunk))
-    void exited.then((code) =>
-      reject(
-        new Error(
-          `serve exited with ${code} before listening:\n${output.stderr}`,
-        ),
-      ),
-    )
-  })
-}
+afterEach(killServes)
 
 beforeAll(() => {
   if (!existsSync(MAIN)) {

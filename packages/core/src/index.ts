@@ -146,6 +146,28 @@ export type {
   Seq,
   ServerStore,
 } from './ports/server-store.js'
+export {
+  MAX_PULL_SCAN,
+  MAX_TOKEN_HASH_LENGTH,
+  PullPage,
+  assertLimit,
+  assertSeq,
+  assertTokenHash,
+  collectionMismatch,
+  planPush,
+  preparePush,
+  replicaIdOfRef,
+  staleCursorError,
+  timeMs,
+  unknownCollection,
+  type DocumentWrite,
+  type FeedRow,
+  type PreparedOp,
+  type PushPlan,
+  type PushState,
+  type StoreCollection,
+  type StoredDocument,
+} from './ports/server-store-rules.js'
 export { PROTOCOL_VERSION } from './protocol/protocol-version.js'
 export {
   CollectionSpecSchema,

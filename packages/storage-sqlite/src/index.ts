@@ -14,7 +14,6 @@
  * @packageDocumentation
  */
 export {
-  MAX_PULL_SCAN,
   SERVER_SCHEMA_VERSION,
   SqliteServerStore,
   type SqliteServerStoreOptions,

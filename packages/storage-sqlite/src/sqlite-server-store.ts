@@ -1,48 +1,46 @@
 import { hash } from 'node:crypto'
 import Database from 'better-sqlite3'
 import {
-  CollectionDigest,
   EMPTY_COLLECTION_DIGEST,
+  PullPage,
   VeloSyncError,
   assertCollectionName,
   assertDeviceId,
-  assertDocumentId,
-  assertHlc,
-  canonicalMetadataJson,
-  counterOf,
-  isValidatedFor,
+  assertLimit,
+  assertSeq,
+  assertTokenHash,
+  collectionMismatch,
   describe,
-  hashDocumentVersion,
   invalidArgument,
   isVeloSyncError,
   normalizeCollectionSchema,
-  parseVersionVector,
-  replicaIdOf,
-  resolveIncoming,
-  toStoredVector,
+  planPush,
+  preparePush,
+  replicaIdOfRef,
+  staleCursorError,
+  timeMs,
+  unknownCollection,
   vectorFromBytes,
   vectorToBytes,
   versionVectorToJson,
   type CollectionSchema,
   type ConflictQuery,
   type ConflictRecord,
-  type ConflictResolver,
   type DocumentVersion,
   type GarbageCollectionOptions,
   type GarbageCollectionResult,
-  type OpResult,
   type PullOptions,
   type PullResult,
-  type PulledVersion,
   type PushOp,
   type PushOptions,
+  type PushPlan,
   type PushResult,
   type ReplicaId,
   type ReplicaRef,
-  type Resolution,
   type Seq,
   type ServerStore,
   type Sha256,
+  type StoredDocument,
   type VersionVector,
 } from '@velosync/core'
 
@@ -62,23 +60,12 @@ export interface SqliteServerStoreOptions {
   readonly wallClock?: () => number
 }
 
-/**
- * Most rows one pull examines. Echoes are skipped without counting against `limit`, so
- * without a bound a replica that pushed a million documents would make one pull walk all
- * of them; past this bound the pull returns early with `hasMore: true`.
- */
-export const MAX_PULL_SCAN = 100_000
-
 /** SQLite's own checkpoint threshold, a backstop: 16384 pages of 8 KiB = 128 MiB of WAL. */
 const WAL_AUTOCHECKPOINT_PAGES = 16_384
 /** Quiet time after the last push before the WAL is checkpointed. */
 const CHECKPOINT_DELAY_MS = 1000
 
-/** Longest accepted token hash (hex or base64 of any reasonable digest fits). */
-const MAX_TOKEN_HASH_LENGTH = 256
-
 const sha256: Sha256 = (data) => hash('sha256', data, 'buffer')
-const utf8 = new TextEncoder()
 
 /**
  * On-disk layout. Every table carries the `vs_` prefix so the store can share a file.
@@ -96,10 +83,14 @@ const utf8 = new TextEncoder()
  * vs_replica_ops   (replica, lsn) → hash of the op accepted under that LSN (replays)
  * vs_conflicts     one row per resolved conflict: winner (as stored) and loser (as it was)
  * vs_device_tokens token hash → device, revoked flag
+ * vs_schema_migrations  one row per applied migration (version, name, when)
  * ```
  */
-const MIGRATIONS: readonly string[] = [
-  `
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
   CREATE TABLE vs_meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -173,10 +164,18 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX vs_device_tokens_device ON vs_device_tokens (device_id);
   `,
+  },
 ]
 
 /** The schema version this code writes; newer files are refused rather than misread. */
 export const SERVER_SCHEMA_VERSION = MIGRATIONS.length
+
+/** One step of the schema; versions are 1, 2, 3, … and never change once released. */
+interface Migration {
+  readonly version: number
+  readonly name: string
+  readonly sql: string
+}
 
 /** The columns that hold one document version, under an optional prefix. */
 const VERSION_FIELDS = [
@@ -211,8 +210,8 @@ interface PulledRow extends VersionRow {
   seq: number
   collection_id: number
   id: string
-  /** 1 when the row is an echo for the pulling replica (its heavy columns are NULL). */
-  echo: number
+  /** When it equals the pulling replica, the vector and metadata come back NULL. */
+  unchanged_from: string | null
 }
 
 type ConflictRow = {
@@ -227,17 +226,6 @@ type ConflictRow = {
 interface CollectionEntry {
   readonly schema: CollectionSchema
   readonly collectionId: number
-}
-
-/** A validated op, with everything computed that needs no transaction. */
-interface PreparedOp {
-  readonly lsn: number
-  readonly collection: CollectionEntry
-  readonly version: DocumentVersion
-  /** SHA-256 of the version's canonical encoding (its digest contribution when live). */
-  readonly versionHash: Uint8Array
-  /** Identifies the op for replays: SHA-256 of collection name and version hash. */
-  readonly opHash: Uint8Array
 }
 
 /**
@@ -357,17 +345,8 @@ export class SqliteServerStore implements ServerStore {
       )
       // Cached only after the commit, so a rolled-back insert leaves no phantom entry.
       const current = this.#remember(row).schema
-      if (
-        current.dims !== schema.dims ||
-        current.metric !== schema.metric ||
-        current.dtype !== schema.dtype
-      ) {
-        throw new VeloSyncError(
-          'already_exists',
-          `collection ${describe(schema.name)} exists with dims ${current.dims}, metric ${current.metric}, dtype ${current.dtype}; ` +
-            `a collection's settings cannot change (they are part of every document hash), so use another name`,
-        )
-      }
+      const mismatch = collectionMismatch(current, schema)
+      if (mismatch !== undefined) throw mismatch
       return current
     })
   }
@@ -398,15 +377,11 @@ export class SqliteServerStore implements ServerStore {
     return settle(() => {
       this.#assertOpen()
       const replicaId = replicaIdOfRef(replica)
-      if (!Array.isArray(ops)) {
-        throw invalidArgument(`ops must be an array, got ${describe(ops)}`)
-      }
       if (typeof options !== 'object' || options === null) {
         throw invalidArgument(
           `push options must be an object, got ${describe(options)}`,
         )
       }
-      const opList: readonly PushOp[] = ops
       const nowMs = this.#now(options.nowMs, 'nowMs')
       const resolver = options.resolver
       if (resolver !== undefined && typeof resolver !== 'function') {
@@ -414,60 +389,42 @@ export class SqliteServerStore implements ServerStore {
           `resolver must be a function, got ${describe(resolver)}`,
         )
       }
-      // Validate and hash everything before the transaction: bad input must change nothing,
-      // and the write lock should not be held for work that needs no database.
-      const prepared: PreparedOp[] = []
-      let previousLsn = 0
-      for (const [i, op] of opList.entries()) {
-        const what = `ops[${i}]`
-        if (typeof op !== 'object' || op === null) {
-          throw invalidArgument(
-            `${what} must be an object, got ${describe(op)}`,
-          )
-        }
-        if (!Number.isSafeInteger(op.lsn) || op.lsn < 1) {
-          throw invalidArgument(
-            `${what}.lsn must be a positive integer, got ${describe(op.lsn)}`,
-          )
-        }
-        if (op.lsn <= previousLsn) {
-          throw invalidArgument(
-            `${what}.lsn ${op.lsn} does not follow ${previousLsn}: ops must be in strictly increasing LSN order`,
-          )
-        }
-        previousLsn = op.lsn
-        assertCollectionName(op.collection)
-        const collection = this.#findCollection(op.collection)
-        if (collection === undefined) {
-          throw new VeloSyncError(
-            'not_found',
-            `${what}: collection ${describe(op.collection)} does not exist on the server`,
-          )
-        }
-        const version = checkPushedVersion(
-          collection.schema,
-          op.version,
-          replicaId,
-          `${what}.version`,
-        )
-        const versionHash = hashDocumentVersion(
-          version,
-          collection.schema.dtype,
-          sha256,
-        )
-        prepared.push({
-          lsn: op.lsn,
-          collection,
-          version,
-          versionHash,
-          opHash: opHashOf(collection.schema.name, versionHash),
-        })
-      }
+      const prepared = preparePush(
+        replicaId,
+        ops,
+        (name) => this.#findCollection(name),
+        sha256,
+      )
       const result = this.#run(() =>
         this.#db
-          .transaction(() =>
-            this.#applyPush(replica, replicaId, prepared, resolver, nowMs),
-          )
+          .transaction((): PushResult => {
+            const s = this.#statements
+            const plan = planPush(
+              replicaId,
+              prepared,
+              {
+                appliedLsn: this.#appliedLsn(replicaId),
+                head: this.#meta('head'),
+                storedDocument: (collection, id) =>
+                  this.#storedDocument(collection, id),
+                recordedOpHash: (lsn) =>
+                  s.selectOpHash.pluck().get(replicaId, lsn) as
+                    Uint8Array | undefined,
+                digest: (collection) =>
+                  s.selectDigestById
+                    .pluck()
+                    .get(collection.collectionId) as string,
+              },
+              resolver,
+              sha256,
+            )
+            this.#writePush(replica, replicaId, plan, nowMs)
+            return {
+              results: plan.results,
+              appliedThroughLsn: plan.appliedThroughLsn,
+              head: plan.head,
+            }
+          })
           .immediate(),
       )
       this.#scheduleCheckpoint()
@@ -486,42 +443,32 @@ export class SqliteServerStore implements ServerStore {
       const replicaId = replicaIdOfRef(replica)
       const includeEchoes = options.includeEchoes === true
       assertSeq(cursor, 'cursor')
-      if (!Number.isSafeInteger(limit) || limit < 1) {
-        throw invalidArgument(
-          `limit must be a positive integer, got ${describe(limit)}`,
-        )
-      }
+      assertLimit(limit)
       return this.#run(() =>
         this.#db
           .transaction((): PullResult => {
             this.#assertCursor(cursor)
-            const versions: PulledVersion[] = []
-            let last = cursor
-            let skippedEchoes = 0
-            let scanned = 0
+            const page = new PullPage(replicaId, cursor, limit, includeEchoes)
             for (const row of this.#statements.selectAfter.iterate({
               cursor,
               replica: includeEchoes ? null : replicaId,
             }) as Iterable<PulledRow>) {
-              const echo = row.echo === 1
-              // Echoes right after a full page are consumed too, so that a device whose
-              // only remaining changes are its own hears hasMore: false.
-              if (!echo && versions.length >= limit) break
-              last = row.seq
-              if (echo) {
-                skippedEchoes++
-              } else {
-                const { schema } = this.#collectionById(row.collection_id)
-                versions.push({
-                  seq: row.seq,
-                  collection: schema.name,
-                  version: rowToVersion(schema, row.id, row),
-                })
-              }
-              if (++scanned >= MAX_PULL_SCAN) break
+              const more = page.offer(
+                { seq: row.seq, unchangedFrom: row.unchanged_from },
+                () => {
+                  const { schema } = this.#collectionById(row.collection_id)
+                  return {
+                    seq: row.seq,
+                    collection: schema.name,
+                    version: rowToVersion(schema, row.id, row),
+                  }
+                },
+              )
+              if (!more) break
             }
-            const hasMore = this.#statements.existsAfter.get(last) !== undefined
-            return { versions, cursor: last, hasMore, skippedEchoes }
+            return page.result(
+              this.#statements.existsAfter.get(page.cursor) !== undefined,
+            )
           })
           .deferred(),
       )
@@ -565,12 +512,7 @@ export class SqliteServerStore implements ServerStore {
           this.#statements.selectDigest.get(collection) as
             { digest: string } | undefined,
       )
-      if (row === undefined) {
-        throw new VeloSyncError(
-          'not_found',
-          `collection ${describe(collection)} does not exist on the server`,
-        )
-      }
+      if (row === undefined) throw unknownCollection(collection)
       return row.digest
     })
   }
@@ -583,11 +525,7 @@ export class SqliteServerStore implements ServerStore {
       }
       const afterSeq = options.afterSeq ?? 0
       assertSeq(afterSeq, 'afterSeq')
-      if (!Number.isSafeInteger(options.limit) || options.limit < 1) {
-        throw invalidArgument(
-          `limit must be a positive integer, got ${describe(options.limit)}`,
-        )
-      }
+      assertLimit(options.limit)
       let rows: ConflictRow[]
       if (options.collection === undefined) {
         rows = this.#run(
@@ -600,12 +538,7 @@ export class SqliteServerStore implements ServerStore {
       } else {
         assertCollectionName(options.collection)
         const entry = this.#findCollection(options.collection)
-        if (entry === undefined) {
-          throw new VeloSyncError(
-            'not_found',
-            `collection ${describe(options.collection)} does not exist on the server`,
-          )
-        }
+        if (entry === undefined) throw unknownCollection(options.collection)
         rows = this.#run(
           () =>
             this.#statements.selectCollectionConflicts.all(
@@ -738,31 +671,19 @@ export class SqliteServerStore implements ServerStore {
 
   /** S6: throws `resync_required` when a pull from `cursor` could miss changes. */
   #assertCursor(cursor: Seq): void {
-    const head = this.#meta('head')
-    if (cursor > head) {
-      throw new VeloSyncError(
-        'resync_required',
-        `cursor ${cursor} is ahead of the server's head ${head} (the server's data is older than this device's); pull again from cursor 0`,
-      )
-    }
-    const horizon = this.#meta('horizon')
-    if (cursor > 0 && cursor < horizon) {
-      throw new VeloSyncError(
-        'resync_required',
-        `cursor ${cursor} is older than the tombstone horizon ${horizon}: deletes it has not seen were collected; pull again from cursor 0`,
-      )
-    }
+    const error = staleCursorError(
+      cursor,
+      this.#meta('head'),
+      this.#meta('horizon'),
+    )
+    if (error !== undefined) throw error
   }
 
   appliedLsn(replica: ReplicaRef): Promise<number> {
     return settle(() => {
       this.#assertOpen()
       const replicaId = replicaIdOfRef(replica)
-      return this.#run(() => {
-        const row = this.#statements.selectReplica.get(replicaId) as
-          { applied_lsn: number } | undefined
-        return row?.applied_lsn ?? 0
-      })
+      return this.#run(() => this.#appliedLsn(replicaId))
     })
   }
 
@@ -796,122 +717,74 @@ export class SqliteServerStore implements ServerStore {
     this.#checkpointTimer.unref()
   }
 
-  /** The body of a push transaction (see `ServerStore` S1–S4). */
-  #applyPush(
+  #appliedLsn(replicaId: ReplicaId): number {
+    const row = this.#statements.selectReplica.get(replicaId) as
+      { applied_lsn: number } | undefined
+    return row?.applied_lsn ?? 0
+  }
+
+  #storedDocument(
+    collection: CollectionEntry,
+    id: string,
+  ): StoredDocument | undefined {
+    const row = this.#statements.selectDocument.get(
+      collection.collectionId,
+      id,
+    ) as DocumentRow | undefined
+    return row === undefined
+      ? undefined
+      : { version: rowToVersion(collection.schema, id, row), hash: row.hash }
+  }
+
+  /** Writes a planned push, inside its transaction (see `ServerStore` S1–S4). */
+  #writePush(
     replica: ReplicaRef,
     replicaId: ReplicaId,
-    ops: readonly PreparedOp[],
-    resolver: ConflictResolver | undefined,
+    plan: PushPlan<CollectionEntry>,
     nowMs: number,
-  ): PushResult {
+  ): void {
     const s = this.#statements
-    const replicaRow = s.selectReplica.get(replicaId) as
-      { applied_lsn: number } | undefined
-    const appliedLsn = replicaRow?.applied_lsn ?? 0
-    let head = this.#meta('head')
-    const digests = new Map<CollectionEntry, CollectionDigest>()
-    const results: OpResult[] = []
-    for (const op of ops) {
-      const { schema, collectionId } = op.collection
-      const base = { lsn: op.lsn, id: op.version.id, collection: schema.name }
-      if (op.lsn <= appliedLsn) {
-        const recorded = s.selectOpHash.pluck().get(replicaId, op.lsn) as
-          Uint8Array | undefined
-        if (recorded === undefined || !sameBytes(recorded, op.opHash)) {
-          // Throwing rolls the whole push back: exactly-once beats partial progress.
-          throw new VeloSyncError(
-            'lsn_reused',
-            `replica ${replicaId} already used LSN ${op.lsn} ` +
-              (recorded === undefined
-                ? '(its applied LSN is past it)'
-                : 'for different content') +
-              '; nothing was stored: start a new epoch on the device (startNewEpoch) and push again',
-          )
-        }
-        results.push({ ...base, outcome: 'duplicate' })
-        continue
-      }
-      s.insertOpHash.run(replicaId, op.lsn, op.opHash)
-      const row = s.selectDocument.get(collectionId, op.version.id) as
-        DocumentRow | undefined
-      const current =
-        row === undefined ? undefined : rowToVersion(schema, op.version.id, row)
-      const resolution = resolve(current, op.version, resolver)
-      const stored = resolution.stored
-      if (stored === undefined) {
-        results.push(
-          resolution.outcome === 'stale' && current !== undefined
-            ? { ...base, outcome: 'stale', version: current }
-            : { ...base, outcome: resolution.outcome },
-        )
-        continue
-      }
-      const seq = ++head
-      const asPushed = resolution.outcome === 'applied'
-      const storedHash = stored.deleted
-        ? null
-        : asPushed
-          ? op.versionHash
-          : hashDocumentVersion(stored, schema.dtype, sha256)
-      let digest = digests.get(op.collection)
-      if (digest === undefined) {
-        digest = new CollectionDigest(
-          s.selectDigestById.pluck().get(collectionId) as string,
-        )
-        digests.set(op.collection, digest)
-      }
-      if (row?.hash) digest.remove(row.hash)
-      if (storedHash !== null) digest.add(storedHash)
+    for (const { lsn, opHash } of plan.opHashes) {
+      s.insertOpHash.run(replicaId, lsn, opHash)
+    }
+    for (const write of plan.writes) {
+      const { collectionId } = write.collection
+      // The document moves to its new seq (seq is the rowid): the row is re-filed in
+      // change-log order.
       s.upsertDocument.run(
-        seq,
+        write.seq,
         collectionId,
-        stored.id,
-        ...versionParams(stored),
-        storedHash,
-        asPushed ? replicaId : null,
+        write.version.id,
+        ...versionParams(write.version),
+        write.hash,
+        write.unchangedFrom,
         nowMs,
       )
-      if (resolution.loser !== undefined) {
+      if (write.loser !== undefined) {
         s.insertConflict.run(
-          seq,
+          write.seq,
           collectionId,
-          stored.id,
-          ...versionParams(stored),
-          ...versionParams(resolution.loser),
+          write.version.id,
+          ...versionParams(write.version),
+          ...versionParams(write.loser),
           nowMs,
         )
-        results.push({
-          ...base,
-          outcome: resolution.outcome,
-          seq,
-          version: stored,
-        })
-      } else {
-        results.push({ ...base, outcome: resolution.outcome, seq })
       }
     }
-    const lastLsn =
-      ops.length === 0 ? 0 : (ops[ops.length - 1] as PreparedOp).lsn
-    const appliedThroughLsn = Math.max(appliedLsn, lastLsn)
     s.upsertPushedReplica.run(
       replicaId,
       replica.deviceId,
       replica.epoch,
-      appliedThroughLsn,
+      plan.appliedThroughLsn,
       nowMs,
     )
-    // A device sends its oldest pending entries first, one batch at a time, so this push
-    // proves every entry below its first LSN left the device's outbox: those hashes can
-    // never be needed for a replay again. A backup-restored device that replays one anyway
-    // gets lsn_reused, which is safe (see ServerStore S2). This keeps the table at about
-    // one batch per replica instead of one row per write ever pushed.
-    const firstOp = ops[0]
-    if (firstOp !== undefined) s.pruneOpHashes.run(replicaId, firstOp.lsn)
-    s.setMeta.run(head, 'head')
-    for (const [entry, digest] of digests) {
-      s.updateDigest.run(digest.toHex(), entry.collectionId)
+    if (plan.forgetBelowLsn !== undefined) {
+      s.pruneOpHashes.run(replicaId, plan.forgetBelowLsn)
     }
-    return { results, appliedThroughLsn, head }
+    s.setMeta.run(plan.head, 'head')
+    for (const [entry, digest] of plan.digests) {
+      s.updateDigest.run(digest, entry.collectionId)
+    }
   }
 
   #meta(key: 'head' | 'horizon'): number {
@@ -919,13 +792,7 @@ export class SqliteServerStore implements ServerStore {
   }
 
   #now(value: number | undefined, what: string): number {
-    const nowMs = value ?? Math.floor(this.#wallClock())
-    if (!Number.isSafeInteger(nowMs) || nowMs < 0) {
-      throw invalidArgument(
-        `${what} must be a non-negative integer of milliseconds, got ${describe(nowMs)}`,
-      )
-    }
-    return nowMs
+    return timeMs(value, this.#wallClock, what)
   }
 
   /** The collection from the cache, else from the file (another process may have made it). */
@@ -1044,7 +911,7 @@ function prepareStatements(db: Database.Database) {
     // its bulky columns are not read out: a device pulling right after a push of 10k
     // documents would otherwise copy ~20 MB only to drop it. @replica NULL: no echoes.
     selectAfter: db.prepare(
-      `SELECT seq, collection_id, id, coalesce(unchanged_from = @replica, 0) AS echo,
+      `SELECT seq, collection_id, id, unchanged_from,
          ${VERSION_FIELDS.map((field) =>
            field === 'vector' || field === 'metadata'
              ? `CASE WHEN unchanged_from = @replica THEN NULL ELSE ${field} END AS ${field}`
@@ -1114,20 +981,53 @@ function prepareStatements(db: Database.Database) {
 }
 
 /**
- * Brings the file's schema up to {@link SERVER_SCHEMA_VERSION}, one migration per
- * transaction, tracked in `PRAGMA user_version`.
+ * Brings the file's schema up to {@link SERVER_SCHEMA_VERSION}: each pending migration runs
+ * in its own IMMEDIATE transaction with the row that records it in `vs_schema_migrations`,
+ * so two processes opening one file at once apply each migration once. `PRAGMA
+ * user_version` mirrors the version, so that a VeloSync from before the table existed (it
+ * read only `user_version`) still refuses a newer file instead of misreading it.
  */
 function migrate(db: Database.Database): void {
-  const before = db.pragma('user_version', { simple: true }) as number
-  if (before > SERVER_SCHEMA_VERSION) {
+  db.transaction(() => {
+    db.exec(`CREATE TABLE IF NOT EXISTS vs_schema_migrations (
+      version       INTEGER PRIMARY KEY,
+      name          TEXT NOT NULL,
+      applied_at_ms INTEGER NOT NULL
+    ) STRICT`)
+    // A file written before the table existed tracked its version in user_version only:
+    // record those migrations as applied (at time 0, unknown) instead of re-running them.
+    const legacy = db.pragma('user_version', { simple: true }) as number
+    const insert = db.prepare(
+      'INSERT OR IGNORE INTO vs_schema_migrations (version, name, applied_at_ms) VALUES (?, ?, 0)',
+    )
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= legacy)
+        insert.run(migration.version, migration.name)
+    }
+  }).immediate()
+  const appliedVersion = (): number =>
+    Math.max(
+      db.pragma('user_version', { simple: true }) as number,
+      db
+        .prepare('SELECT coalesce(max(version), 0) FROM vs_schema_migrations')
+        .pluck()
+        .get() as number,
+    )
+  const found = appliedVersion()
+  if (found > SERVER_SCHEMA_VERSION) {
     throw new Error(
-      `server store schema version ${before} is newer than this VeloSync (${SERVER_SCHEMA_VERSION}); upgrade VeloSync`,
+      `server store schema version ${found} is newer than this VeloSync (${SERVER_SCHEMA_VERSION}); upgrade VeloSync`,
     )
   }
-  for (let version = before; version < SERVER_SCHEMA_VERSION; version++) {
+  for (const migration of MIGRATIONS) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[version] as string)
-      db.pragma(`user_version = ${version + 1}`)
+      // Re-read inside the write lock: another process may have applied it meanwhile.
+      if (appliedVersion() >= migration.version) return
+      db.exec(migration.sql)
+      db.prepare(
+        'INSERT INTO vs_schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)',
+      ).run(migration.version, migration.name, Date.now())
+      db.pragma(`user_version = ${migration.version}`)
     }).immediate()
   }
 }
@@ -1144,143 +1044,6 @@ function settle<T>(work: () => T): Promise<T> {
       error instanceof Error ? error : new Error(String(error)),
     )
   }
-}
-
-/** Runs the conflict rule; a throwing custom resolver is reported as `internal`. */
-function resolve(
-  current: DocumentVersion | undefined,
-  incoming: DocumentVersion,
-  resolver: ConflictResolver | undefined,
-): Resolution {
-  try {
-    return resolveIncoming(current, incoming, resolver)
-  } catch (error) {
-    if (isVeloSyncError(error)) throw error
-    throw new VeloSyncError(
-      'internal',
-      `the conflict resolver failed for document ${describe(incoming.id)}: ${(error as Error).message}; nothing was stored`,
-      { cause: error },
-    )
-  }
-}
-
-function replicaIdOfRef(replica: ReplicaRef): ReplicaId {
-  if (typeof replica !== 'object' || replica === null) {
-    throw invalidArgument(
-      `replica must be { deviceId, epoch }, got ${describe(replica)}`,
-    )
-  }
-  return replicaIdOf(replica.deviceId, replica.epoch)
-}
-
-function assertSeq(value: unknown, what: string): asserts value is Seq {
-  if (!Number.isSafeInteger(value) || (value as number) < 0) {
-    throw invalidArgument(
-      `${what} must be a non-negative integer, got ${describe(value)}`,
-    )
-  }
-}
-
-function assertTokenHash(tokenHash: unknown): asserts tokenHash is string {
-  if (
-    typeof tokenHash !== 'string' ||
-    tokenHash.length === 0 ||
-    tokenHash.length > MAX_TOKEN_HASH_LENGTH
-  ) {
-    throw invalidArgument(
-      `a token hash must be a non-empty string of at most ${MAX_TOKEN_HASH_LENGTH} characters`,
-    )
-  }
-}
-
-/**
- * Validates a pushed version against its collection and the pushing replica, and returns
- * a copy holding only the known fields (vector copied into the collection's dtype).
- *
- * @remarks
- * The server stores and re-serves exactly these bytes, and every replica hashes them, so
- * anything a device could not have produced itself is refused rather than normalized:
- * a vector of another dtype, non-canonical metadata, an origin other than the pusher, or a
- * version vector without the pusher's own write in it.
- */
-function checkPushedVersion(
-  schema: CollectionSchema,
-  version: DocumentVersion,
-  replicaId: ReplicaId,
-  what: string,
-): DocumentVersion {
-  if (typeof version !== 'object' || version === null) {
-    throw invalidArgument(
-      `${what} must be a document version object, got ${describe(version)}`,
-    )
-  }
-  assertDocumentId(version.id)
-  if (typeof version.deleted !== 'boolean') {
-    throw invalidArgument(
-      `${what}.deleted must be a boolean, got ${describe(version.deleted)}`,
-    )
-  }
-  if (version.origin !== replicaId) {
-    throw invalidArgument(
-      `${what}.origin is ${describe(version.origin)}, but the pushing replica is ${replicaId}; a replica can only push its own writes`,
-    )
-  }
-  // Decoded by the protocol codec, which checked everything else already.
-  const versionVector: VersionVector = isValidatedFor(version, schema)
-    ? version.versionVector
-    : parseVersionVector(version.versionVector)
-  if (counterOf(versionVector, replicaId) < 1) {
-    throw invalidArgument(
-      `${what}.versionVector has no entry for the pushing replica ${replicaId}; every write counts itself`,
-    )
-  }
-  if (isValidatedFor(version, schema)) return version
-  const hlc = assertHlc(version.hlc)
-  const common = {
-    id: version.id,
-    versionVector,
-    hlc: { wallMs: hlc.wallMs, counter: hlc.counter },
-    origin: replicaId,
-  }
-  if (version.deleted) {
-    if (version.vector != null || version.metadataJson != null) {
-      throw invalidArgument(
-        `${what} is a tombstone but carries a vector or metadata`,
-      )
-    }
-    return { ...common, deleted: true, vector: null, metadataJson: null }
-  }
-  const expected = schema.dtype === 'float32' ? Float32Array : Float64Array
-  if (!(version.vector instanceof expected)) {
-    throw invalidArgument(
-      `${what}.vector: collection ${schema.name} stores ${schema.dtype} vectors, got ${describeVector(version.vector)}`,
-    )
-  }
-  const vector = toStoredVector(schema, version.vector, `${what}.vector`)
-  if (typeof version.metadataJson !== 'string') {
-    throw invalidArgument(
-      `${what}.metadataJson must be a string of canonical JSON, got ${describe(version.metadataJson)}`,
-    )
-  }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(version.metadataJson)
-  } catch {
-    throw invalidArgument(`${what}.metadataJson is not valid JSON`)
-  }
-  const canonical = canonicalMetadataJson(parsed, `${what}.metadata`)
-  if (canonical !== version.metadataJson) {
-    throw invalidArgument(
-      `${what}.metadataJson is not in canonical form (sorted keys, no whitespace); it would hash differently on other replicas`,
-    )
-  }
-  return { ...common, deleted: false, vector, metadataJson: canonical }
-}
-
-function describeVector(value: unknown): string {
-  if (value === null || value === undefined) return String(value)
-  if (ArrayBuffer.isView(value)) return value.constructor.name
-  return describe(value)
 }
 
 /** A stored version from its columns. */
@@ -1325,19 +1088,4 @@ function prefixed(row: ConflictRow, prefix: 'winner_' | 'loser_'): VersionRow {
   return Object.fromEntries(
     VERSION_FIELDS.map((field) => [field, fields[prefix + field]]),
   ) as unknown as VersionRow
-}
-
-/** Identifies a pushed op for replay checks: the collection and the exact version. */
-function opHashOf(collection: string, versionHash: Uint8Array): Uint8Array {
-  const name = utf8.encode(collection)
-  const bytes = new Uint8Array(name.length + 1 + versionHash.length)
-  bytes.set(name)
-  bytes.set(versionHash, name.length + 1)
-  return sha256(bytes)
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }

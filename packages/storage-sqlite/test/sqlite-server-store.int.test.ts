@@ -165,6 +165,50 @@ describe('SqliteServerStore: the file', () => {
     expect((error as Error).message).toMatch(/newer than this VeloSync/)
   })
 
+  it('records each migration in vs_schema_migrations and refuses a newer one recorded there', async () => {
+    const store = open()
+    await store.close()
+    const db = new Database(path)
+    try {
+      expect(
+        db.prepare('SELECT version, name FROM vs_schema_migrations').all(),
+      ).toEqual([{ version: 1, name: 'initial schema' }])
+      db.prepare(
+        'INSERT INTO vs_schema_migrations (version, name, applied_at_ms) VALUES (?, ?, 0)',
+      ).run(SERVER_SCHEMA_VERSION + 1, 'from the future')
+    } finally {
+      db.close()
+    }
+    expect(() => open()).toThrow(/newer than this VeloSync/)
+  })
+
+  it('opens a file from before vs_schema_migrations (user_version only) with its data intact', async () => {
+    const first = open()
+    await first.ensureCollection(SCHEMA)
+    await first.push(DEVICE, [op(1, 'x', 1)])
+    const digest = await first.digest('notes')
+    await first.close()
+    const db = new Database(path)
+    db.exec('DROP TABLE vs_schema_migrations')
+    db.close()
+
+    const second = open()
+    expect(await second.digest('notes')).toBe(digest)
+    expect(
+      (await second.pull(DEVICE, 0, 10, { includeEchoes: true })).versions,
+    ).toHaveLength(1)
+    const check = new Database(path, { readonly: true })
+    try {
+      expect(
+        check
+          .prepare('SELECT version, applied_at_ms FROM vs_schema_migrations')
+          .all(),
+      ).toEqual([{ version: 1, applied_at_ms: 0 }])
+    } finally {
+      check.close()
+    }
+  })
+
   it('wraps driver errors as storage_failure with the cause kept', () => {
     let error: unknown
     try {

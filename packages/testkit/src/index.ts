@@ -24,3 +24,10 @@ export {
   vectorArb,
   versionVectorArb,
 } from './arbitraries.js'
+export {
+  PG_BIN_DIR_ENV,
+  findPostgresBinDir,
+  startPostgresCluster,
+  type PostgresCluster,
+  type PostgresClusterOptions,
+} from './postgres-cluster.js'

@@ -244,6 +244,8 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
  *
  * @param name - the backend's name, e.g. `sqlite`.
  * @param setup - makes a fresh, empty store for each test.
+ * @param options - `skipReason`: the backend cannot run here (e.g. no PostgreSQL); every
+ *   test is reported as skipped, with the reason in the suite's title.
  *
  * @example
  * ```ts
@@ -257,8 +259,15 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
 export function describeServerStore(
   name: string,
   setup: () => Promise<ServerStoreFixture>,
+  options: { readonly skipReason?: string | undefined } = {},
 ): void {
-  describe(`ServerStore conformance: ${name}`, () => {
+  const { skipReason } = options
+  const suite = skipReason === undefined ? describe : describe.skip
+  const title =
+    skipReason === undefined
+      ? `ServerStore conformance: ${name}`
+      : `ServerStore conformance: ${name} (SKIPPED: ${skipReason})`
+  suite(title, () => {
     let fixture: ServerStoreFixture
     let store: ServerStore
     let a: Writer

@@ -1,9 +1,14 @@
-import { resolve } from 'node:path'
 import { createSyncServer } from '@velosync/server'
-import { SqliteServerStore } from '@velosync/storage-sqlite'
 import { Option, type Command } from 'commander'
 import { pino, type Level } from 'pino'
 import { integerInRange } from '../parse-options.js'
+import {
+  describeLocation,
+  locationArgs,
+  openServerStore,
+  postgresOption,
+  storeLocation,
+} from '../server-store-option.js'
 
 /** Default `--db` of `serve` and `token`: a file in the working directory. */
 export const DEFAULT_SERVER_DB = 'velosync-server.db'
@@ -16,6 +21,14 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace']
 export interface ServeOptions {
   /** The server's SQLite file. Default `./velosync-server.db`. */
   readonly db: string
+  /**
+   * A PostgreSQL URL: the store lives there instead (the process keeps no state of its
+   * own, so several may serve one database). Default: none (SQLite). Also read from
+   * `VELOSYNC_POSTGRES_URL`.
+   */
+  readonly postgres?: string
+  /** Connections to PostgreSQL this process keeps at most. Default: the store's (10). */
+  readonly pgPoolSize?: number
   /** TCP port; 0 picks a free one. Default 8787. */
   readonly port: number
   /** Interface to listen on. Default `127.0.0.1` (this machine only). */
@@ -35,9 +48,16 @@ export function addServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'Run a sync server on an SQLite file; devices authenticate with tokens from `velosync token create`',
+      'Run a sync server on an SQLite file or a PostgreSQL database; devices authenticate with tokens from `velosync token create`',
     )
     .option('--db <path>', 'SQLite file of the server', DEFAULT_SERVER_DB)
+    .addOption(postgresOption('keep the store'))
+    .addOption(
+      new Option(
+        '--pg-pool-size <n>',
+        'connections to PostgreSQL per process (default: 10)',
+      ).argParser(integerInRange(1, 1000)),
+    )
     .addOption(
       new Option('--port <n>', 'TCP port (0: any free port)')
         .argParser(integerInRange(0, 65_535))
@@ -81,13 +101,14 @@ export function addServeCommand(program: Command): void {
  *   `EADDRINUSE`) when the port is taken.
  */
 export async function serve(options: ServeOptions): Promise<void> {
-  const path = resolve(options.db)
+  const location = storeLocation(options)
+  const where = describeLocation(location)
   // Logs go to stderr so that stdout stays the few human lines below (the URL, shutdown).
   const logger = pino(
     { name: 'velosync', level: options.logLevel },
     pino.destination({ dest: 2, sync: true }),
   )
-  const store = SqliteServerStore.open({ path })
+  const store = await openServerStore(location)
   let listening: { port: number; close(): Promise<void> }
   try {
     const server = createSyncServer({
@@ -129,10 +150,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   console.log(
     [
       `VeloSync server listening on ${url}`,
-      `  store  ${path}`,
+      `  store  ${where}`,
       options.open
         ? '  auth   open (devices name themselves)'
-        : `  auth   device tokens; create one with: velosync token create --device <name> --db ${path}`,
+        : `  auth   device tokens; create one with: velosync token create --device <name> ${locationArgs(location)}`,
       '  stop   Ctrl-C (or SIGTERM)',
     ].join('\n'),
   )

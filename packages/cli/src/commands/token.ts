@@ -1,10 +1,22 @@
 import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
 import { VeloSyncError, assertDeviceId } from '@velosync/core'
 import { createToken, hashToken } from '@velosync/server'
-import { SqliteServerStore } from '@velosync/storage-sqlite'
 import { InvalidArgumentError, type Command } from 'commander'
+import {
+  describeLocation,
+  locationArgs,
+  openServerStore,
+  postgresOption,
+  storeLocation,
+  type ServerStoreLocation,
+} from '../server-store-option.js'
 import { DEFAULT_SERVER_DB } from './serve.js'
+
+/** The store options of `token create` and `token revoke`. */
+interface StoreOptions {
+  readonly db: string
+  readonly postgres?: string
+}
 
 /** What `velosync token create --json` prints. */
 export interface CreatedToken {
@@ -34,13 +46,15 @@ export function addTokenCommand(program: Command): void {
       'the server store (SQLite file; created if missing)',
       DEFAULT_SERVER_DB,
     )
+    .addOption(postgresOption('the server store'))
     .option('--json', 'print one JSON object instead of text')
-    .action(async (options: { device: string; db: string; json?: true }) => {
-      const created = await createDeviceToken(options.device, options.db)
+    .action(async (options: StoreOptions & { device: string; json?: true }) => {
+      const location = storeLocation(options)
+      const created = await createDeviceToken(options.device, location)
       console.log(
         options.json === true
           ? JSON.stringify(created, null, 2)
-          : formatCreatedToken(created),
+          : formatCreatedToken(created, locationArgs(location)),
       )
     })
   token
@@ -48,8 +62,12 @@ export function addTokenCommand(program: Command): void {
     .description('Revoke every token of a device')
     .requiredOption('--device <name>', 'the device id', deviceName)
     .option('--db <path>', 'the server store (SQLite file)', DEFAULT_SERVER_DB)
-    .action(async (options: { device: string; db: string }) => {
-      const revoked = await revokeDeviceTokens(options.device, options.db)
+    .addOption(postgresOption('the server store'))
+    .action(async (options: StoreOptions & { device: string }) => {
+      const revoked = await revokeDeviceTokens(
+        options.device,
+        storeLocation(options),
+      )
       console.log(
         `Revoked ${revoked} token${revoked === 1 ? '' : 's'} of device ${options.device}; ` +
           'its requests now fail with 401 unauthorized.',
@@ -68,20 +86,19 @@ function deviceName(value: string): string {
 }
 
 /**
- * Creates a token for `device` in the server store at `db` (created if missing).
+ * Creates a token for `device` in the server store at `location` (created if missing).
  *
  * @remarks The store keeps only `hashToken(token)`: the returned token cannot be shown again.
  */
 export async function createDeviceToken(
   device: string,
-  db: string,
+  location: ServerStoreLocation,
 ): Promise<CreatedToken> {
-  const path = resolve(db)
-  const store = SqliteServerStore.open({ path })
+  const store = await openServerStore(location)
   try {
     const token = createToken()
     await store.createDeviceToken(device, hashToken(token))
-    return { device, token, store: path }
+    return { device, token, store: describeLocation(location) }
   } finally {
     await store.close()
   }
@@ -90,27 +107,26 @@ export async function createDeviceToken(
 /**
  * Revokes every live token of `device`.
  *
- * @throws `not_found` when there is no store at `db` (revoking never creates one) or the
- *   device has no live token (most likely a misspelt name).
+ * @throws `not_found` when there is no SQLite store at the path (revoking never creates
+ *   one) or the device has no live token (most likely a misspelt name).
  */
 export async function revokeDeviceTokens(
   device: string,
-  db: string,
+  location: ServerStoreLocation,
 ): Promise<number> {
-  const path = resolve(db)
-  if (!existsSync(path)) {
+  if (location.kind === 'sqlite' && !existsSync(location.path)) {
     throw new VeloSyncError(
       'not_found',
-      `no server store at ${path}; pass the file \`velosync serve\` uses with --db`,
+      `no server store at ${location.path}; pass the file \`velosync serve\` uses with --db`,
     )
   }
-  const store = SqliteServerStore.open({ path })
+  const store = await openServerStore(location)
   try {
     const revoked = await store.revokeDeviceTokens(device)
     if (revoked === 0) {
       throw new VeloSyncError(
         'not_found',
-        `device ${device} has no live token in ${path}`,
+        `device ${device} has no live token in ${describeLocation(location)}`,
       )
     }
     return revoked
@@ -119,7 +135,7 @@ export async function revokeDeviceTokens(
   }
 }
 
-function formatCreatedToken(created: CreatedToken): string {
+function formatCreatedToken(created: CreatedToken, storeArgs: string): string {
   return [
     `Created a token for device ${created.device} (only its SHA-256 is stored, in ${created.store}).`,
     'It is shown this once; keep it secret:',
@@ -129,6 +145,6 @@ function formatCreatedToken(created: CreatedToken): string {
     'On the device:',
     "  new HttpTransport({ url: 'http://127.0.0.1:8787', token: process.env.VELOSYNC_TOKEN })",
     '  (or any HTTP client: Authorization: Bearer <token>)',
-    `Revoke it with: velosync token revoke --device ${created.device} --db ${created.store}`,
+    `Revoke it with: velosync token revoke --device ${created.device} ${storeArgs}`,
   ].join('\n')
 }

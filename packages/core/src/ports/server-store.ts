@@ -139,9 +139,10 @@ export interface GarbageCollectionResult {
 /**
  * The sync server's master store: collections, the newest version of every document, the
  * ordered change feed, per-replica exactly-once state, conflict records and device tokens.
- * Implemented by `@velosync/storage-sqlite` (embedded) and later PostgreSQL; both must pass
- * the conformance suite `describeServerStore` in `@velosync/testkit`, whose test titles cite
- * the guarantees below by number.
+ * Implemented by `@velosync/storage-sqlite` (embedded) and `@velosync/storage-postgres`
+ * (several server processes); both run the shared rules of `server-store-rules.ts` and
+ * must pass the conformance suite `describeServerStore` in `@velosync/testkit`, whose test
+ * titles cite the guarantees below by number.
  *
  * @remarks
  * Guarantees:

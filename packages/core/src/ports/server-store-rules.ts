@@ -1,0 +1,610 @@
+/*
+ * The parts of a ServerStore that do not depend on the database: argument checks, the
+ * validation and hashing of a push, the per-op decisions of a push (S2, S3, S4, S8) and the
+ * paging of a pull (S5). Every backend runs these same functions inside its own
+ * transactions, so SQLite and PostgreSQL cannot drift apart in behaviour; a backend only
+ * reads rows, hands them over, and writes what the plan says.
+ */
+import { VeloSyncError, invalidArgument, isVeloSyncError } from '../errors.js'
+import {
+  resolveIncoming,
+  type ConflictResolver,
+  type Resolution,
+} from '../log/resolve.js'
+import { CollectionDigest } from '../model/collection-digest.js'
+import type { CollectionSchema } from '../model/collection.js'
+import {
+  hashDocumentVersion,
+  type DocumentVersion,
+  type Sha256,
+} from '../model/document-version.js'
+import { assertHlc } from '../model/hlc.js'
+import {
+  assertCollectionName,
+  assertDocumentId,
+  describe,
+  replicaIdOf,
+  type ReplicaId,
+} from '../model/ids.js'
+import { canonicalMetadataJson } from '../model/metadata.js'
+import { isValidatedFor } from '../model/validated-version.js'
+import { toStoredVector } from '../model/vector.js'
+import {
+  counterOf,
+  parseVersionVector,
+  type VersionVector,
+} from '../model/version-vector.js'
+import type {
+  OpResult,
+  PullResult,
+  PulledVersion,
+  PushOp,
+  ReplicaRef,
+  Seq,
+} from './server-store.js'
+
+/** Longest accepted token hash (hex or base64 of any reasonable digest fits). */
+export const MAX_TOKEN_HASH_LENGTH = 256
+
+/**
+ * Most rows one pull examines. Echoes are skipped without counting against `limit`, so
+ * without a bound a replica that pushed a million documents would make one pull walk all
+ * of them; past this bound the pull returns early with `hasMore: true`.
+ */
+export const MAX_PULL_SCAN = 100_000
+
+/** The replica id of an authenticated replica, or `invalid_argument`. */
+export function replicaIdOfRef(replica: ReplicaRef): ReplicaId {
+  if (typeof replica !== 'object' || replica === null) {
+    throw invalidArgument(
+      `replica must be { deviceId, epoch }, got ${describe(replica)}`,
+    )
+  }
+  return replicaIdOf(replica.deviceId, replica.epoch)
+}
+
+/** Throws `invalid_argument` unless `value` is a safe integer ≥ 0. */
+export function assertSeq(value: unknown, what: string): asserts value is Seq {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    throw invalidArgument(
+      `${what} must be a non-negative integer, got ${describe(value)}`,
+    )
+  }
+}
+
+/** Throws `invalid_argument` unless `value` is a safe integer ≥ 1. */
+export function assertLimit(
+  value: unknown,
+  what = 'limit',
+): asserts value is number {
+  if (!Number.isSafeInteger(value) || (value as number) < 1) {
+    throw invalidArgument(
+      `${what} must be a positive integer, got ${describe(value)}`,
+    )
+  }
+}
+
+/** Throws `invalid_argument` unless `tokenHash` is a non-empty string of sane length. */
+export function assertTokenHash(
+  tokenHash: unknown,
+): asserts tokenHash is string {
+  if (
+    typeof tokenHash !== 'string' ||
+    tokenHash.length === 0 ||
+    tokenHash.length > MAX_TOKEN_HASH_LENGTH
+  ) {
+    throw invalidArgument(
+      `a token hash must be a non-empty string of at most ${MAX_TOKEN_HASH_LENGTH} characters`,
+    )
+  }
+}
+
+/** `value`, or the wall clock when absent; `invalid_argument` unless a safe integer ≥ 0. */
+export function timeMs(
+  value: number | undefined,
+  wallClock: () => number,
+  what: string,
+): number {
+  const nowMs = value ?? Math.floor(wallClock())
+  if (!Number.isSafeInteger(nowMs) || nowMs < 0) {
+    throw invalidArgument(
+      `${what} must be a non-negative integer of milliseconds, got ${describe(nowMs)}`,
+    )
+  }
+  return nowMs
+}
+
+/** The `resync_required` error of S6 for `cursor`, or `undefined` when a pull may proceed. */
+export function staleCursorError(
+  cursor: Seq,
+  head: Seq,
+  horizon: Seq,
+): VeloSyncError | undefined {
+  if (cursor > head) {
+    return new VeloSyncError(
+      'resync_required',
+      `cursor ${cursor} is ahead of the server's head ${head} (the server's data is older than this device's); pull again from cursor 0`,
+    )
+  }
+  if (cursor > 0 && cursor < horizon) {
+    return new VeloSyncError(
+      'resync_required',
+      `cursor ${cursor} is older than the tombstone horizon ${horizon}: deletes it has not seen were collected; pull again from cursor 0`,
+    )
+  }
+  return undefined
+}
+
+/** The `not_found` error for a collection the server does not have. */
+export function unknownCollection(name: string, what?: string): VeloSyncError {
+  return new VeloSyncError(
+    'not_found',
+    `${what === undefined ? '' : `${what}: `}collection ${describe(name)} does not exist on the server`,
+  )
+}
+
+/** The `already_exists` error of S10, or `undefined` when the schemas agree. */
+export function collectionMismatch(
+  existing: CollectionSchema,
+  wanted: CollectionSchema,
+): VeloSyncError | undefined {
+  if (
+    existing.dims === wanted.dims &&
+    existing.metric === wanted.metric &&
+    existing.dtype === wanted.dtype
+  ) {
+    return undefined
+  }
+  return new VeloSyncError(
+    'already_exists',
+    `collection ${describe(wanted.name)} exists with dims ${existing.dims}, metric ${existing.metric}, dtype ${existing.dtype}; ` +
+      `a collection's settings cannot change (they are part of every document hash), so use another name`,
+  )
+}
+
+/** A backend's handle on a collection: its schema plus whatever key the backend uses. */
+export interface StoreCollection {
+  readonly schema: CollectionSchema
+}
+
+/** A validated push op, with everything computed that needs no transaction. */
+export interface PreparedOp<C extends StoreCollection> {
+  readonly lsn: number
+  readonly collection: C
+  readonly version: DocumentVersion
+  /** SHA-256 of the version's canonical encoding (its digest contribution when live). */
+  readonly versionHash: Uint8Array
+  /** Identifies the op for replays: SHA-256 of collection name and version hash. */
+  readonly opHash: Uint8Array
+}
+
+/**
+ * Validates and hashes a push before any transaction (S2 order, S9): bad input must change
+ * nothing, and the write lock should not be held for work that needs no database.
+ *
+ * @param findCollection - the backend's collection by name (`undefined` if unknown); it
+ *   must not do I/O here, so an async backend looks the names up first.
+ * @throws `invalid_argument`, `not_found`.
+ */
+export function preparePush<C extends StoreCollection>(
+  replicaId: ReplicaId,
+  ops: unknown,
+  findCollection: (name: string) => C | undefined,
+  sha256: Sha256,
+): PreparedOp<C>[] {
+  if (!Array.isArray(ops)) {
+    throw invalidArgument(`ops must be an array, got ${describe(ops)}`)
+  }
+  const prepared: PreparedOp<C>[] = []
+  let previousLsn = 0
+  for (const [i, op] of (ops as unknown[]).entries()) {
+    const what = `ops[${i}]`
+    if (typeof op !== 'object' || op === null) {
+      throw invalidArgument(`${what} must be an object, got ${describe(op)}`)
+    }
+    const { lsn, collection: name, version: input } = op as PushOp
+    if (!Number.isSafeInteger(lsn) || lsn < 1) {
+      throw invalidArgument(
+        `${what}.lsn must be a positive integer, got ${describe(lsn)}`,
+      )
+    }
+    if (lsn <= previousLsn) {
+      throw invalidArgument(
+        `${what}.lsn ${lsn} does not follow ${previousLsn}: ops must be in strictly increasing LSN order`,
+      )
+    }
+    previousLsn = lsn
+    assertCollectionName(name)
+    const collection = findCollection(name)
+    if (collection === undefined) throw unknownCollection(name, what)
+    const version = checkPushedVersion(
+      collection.schema,
+      input,
+      replicaId,
+      `${what}.version`,
+    )
+    const versionHash = hashDocumentVersion(
+      version,
+      collection.schema.dtype,
+      sha256,
+    )
+    prepared.push({
+      lsn,
+      collection,
+      version,
+      versionHash,
+      opHash: opHashOf(collection.schema.name, versionHash, sha256),
+    })
+  }
+  return prepared
+}
+
+/** A stored document as a push sees it. */
+export interface StoredDocument {
+  readonly version: DocumentVersion
+  /** Its hash (its digest contribution); `null` for a tombstone. */
+  readonly hash: Uint8Array | null
+}
+
+/** What the backend supplies to {@link planPush}, read inside its push transaction. */
+export interface PushState<C extends StoreCollection> {
+  /** The replica's applied LSN (0 if it never pushed). */
+  readonly appliedLsn: number
+  /** The last seq handed out. */
+  readonly head: Seq
+  /** The stored version of a document (before this push), or `undefined`. */
+  storedDocument(collection: C, id: string): StoredDocument | undefined
+  /** The op hash recorded for this replica's `lsn`, or `undefined`. */
+  recordedOpHash(lsn: number): Uint8Array | undefined
+  /** The collection's digest (64 hex) before this push. */
+  digest(collection: C): string
+}
+
+/** One document row to write: upsert by (collection, id), moving it to `seq`. */
+export interface DocumentWrite<C extends StoreCollection> {
+  readonly seq: Seq
+  readonly collection: C
+  readonly version: DocumentVersion
+  /** Digest contribution; `null` for a tombstone. */
+  readonly hash: Uint8Array | null
+  /** The pusher when the version was stored exactly as pushed (echo suppression), else `null`. */
+  readonly unchangedFrom: ReplicaId | null
+  /** Set when a conflict was resolved: the losing version, to record. */
+  readonly loser?: DocumentVersion
+}
+
+/** The effect of a push, to be written by the backend in the same transaction. */
+export interface PushPlan<C extends StoreCollection> {
+  readonly results: OpResult[]
+  /** In seq order; a document may appear twice (the later write wins). */
+  readonly writes: DocumentWrite<C>[]
+  /** Op hashes to record for new ops (S2). */
+  readonly opHashes: { readonly lsn: number; readonly opHash: Uint8Array }[]
+  /** The new digest of every collection the push changed. */
+  readonly digests: Map<C, string>
+  readonly head: Seq
+  readonly appliedThroughLsn: number
+  /**
+   * Op hashes of this replica below this LSN can be forgotten: a device sends its oldest
+   * pending entries first, one batch at a time, so this push proves those entries left its
+   * outbox. A backup-restored device that replays one anyway gets `lsn_reused`, which is
+   * safe (see `ServerStore` S2). Keeps about one batch of hashes per replica.
+   * `undefined` for an empty push.
+   */
+  readonly forgetBelowLsn: number | undefined
+}
+
+/**
+ * Decides the effect of a validated push (S2 exactly-once, S3 conflict rule, S4 seqs, S8
+ * digests) from the state the backend read inside its push transaction. Pure: the backend
+ * writes the plan in the same transaction, or nothing.
+ *
+ * @throws `lsn_reused` (the backend must roll back); `internal` when a custom resolver
+ *   throws.
+ */
+export function planPush<C extends StoreCollection>(
+  replicaId: ReplicaId,
+  ops: readonly PreparedOp<C>[],
+  state: PushState<C>,
+  resolver: ConflictResolver | undefined,
+  sha256: Sha256,
+): PushPlan<C> {
+  const { appliedLsn } = state
+  let head = state.head
+  // Documents this push already changed: a later op on the same document sees them.
+  const touched = new Map<C, Map<string, StoredDocument>>()
+  const digests = new Map<C, CollectionDigest>()
+  const results: OpResult[] = []
+  const writes: DocumentWrite<C>[] = []
+  const opHashes: PushPlan<C>['opHashes'] = []
+  for (const op of ops) {
+    const { schema } = op.collection
+    const id = op.version.id
+    const base = { lsn: op.lsn, id, collection: schema.name }
+    if (op.lsn <= appliedLsn) {
+      const recorded = state.recordedOpHash(op.lsn)
+      if (recorded === undefined || !sameBytes(recorded, op.opHash)) {
+        // Throwing rolls the whole push back: exactly-once beats partial progress.
+        throw new VeloSyncError(
+          'lsn_reused',
+          `replica ${replicaId} already used LSN ${op.lsn} ` +
+            (recorded === undefined
+              ? '(its applied LSN is past it)'
+              : 'for different content') +
+            '; nothing was stored: start a new epoch on the device (startNewEpoch) and push again',
+        )
+      }
+      results.push({ ...base, outcome: 'duplicate' })
+      continue
+    }
+    opHashes.push({ lsn: op.lsn, opHash: op.opHash })
+    let docs = touched.get(op.collection)
+    if (docs === undefined) {
+      docs = new Map()
+      touched.set(op.collection, docs)
+    }
+    const row = docs.has(id)
+      ? docs.get(id)
+      : state.storedDocument(op.collection, id)
+    const current = row?.version
+    const resolution = resolve(current, op.version, resolver)
+    const stored = resolution.stored
+    if (stored === undefined) {
+      results.push(
+        resolution.outcome === 'stale' && current !== undefined
+          ? { ...base, outcome: 'stale', version: current }
+          : { ...base, outcome: resolution.outcome },
+      )
+      continue
+    }
+    const seq = ++head
+    const asPushed = resolution.outcome === 'applied'
+    const storedHash = stored.deleted
+      ? null
+      : asPushed
+        ? op.versionHash
+        : hashDocumentVersion(stored, schema.dtype, sha256)
+    let digest = digests.get(op.collection)
+    if (digest === undefined) {
+      digest = new CollectionDigest(state.digest(op.collection))
+      digests.set(op.collection, digest)
+    }
+    if (row?.hash) digest.remove(row.hash)
+    if (storedHash !== null) digest.add(storedHash)
+    docs.set(id, { version: stored, hash: storedHash })
+    const write = {
+      seq,
+      collection: op.collection,
+      version: stored,
+      hash: storedHash,
+      unchangedFrom: asPushed ? replicaId : null,
+    }
+    if (resolution.loser !== undefined) {
+      writes.push({ ...write, loser: resolution.loser })
+      results.push({
+        ...base,
+        outcome: resolution.outcome,
+        seq,
+        version: stored,
+      })
+    } else {
+      writes.push(write)
+      results.push({ ...base, outcome: resolution.outcome, seq })
+    }
+  }
+  const lastOp = ops[ops.length - 1]
+  return {
+    results,
+    writes,
+    opHashes,
+    digests: new Map(
+      [...digests].map(([collection, digest]) => [collection, digest.toHex()]),
+    ),
+    head,
+    appliedThroughLsn: Math.max(appliedLsn, lastOp?.lsn ?? 0),
+    forgetBelowLsn: ops[0]?.lsn,
+  }
+}
+
+/** One feed row as a pull examines it. */
+export interface FeedRow {
+  readonly seq: Seq
+  /** The replica whose push was stored exactly as pushed, if any. */
+  readonly unchangedFrom: string | null
+}
+
+/**
+ * Builds one pull page from feed rows offered in seq order (S5): skips the replica's echoes
+ * (unless `includeEchoes`), stops at `limit` versions, and also consumes the echoes right
+ * after a full page, so that a device whose only remaining changes are its own hears
+ * `hasMore: false`. Stops after {@link MAX_PULL_SCAN} rows.
+ */
+export class PullPage {
+  readonly #replicaId: ReplicaId
+  readonly #limit: number
+  readonly #includeEchoes: boolean
+  readonly #versions: PulledVersion[] = []
+  #cursor: Seq
+  #skippedEchoes = 0
+  #scanned = 0
+
+  constructor(
+    replicaId: ReplicaId,
+    cursor: Seq,
+    limit: number,
+    includeEchoes: boolean,
+  ) {
+    this.#replicaId = replicaId
+    this.#cursor = cursor
+    this.#limit = limit
+    this.#includeEchoes = includeEchoes
+  }
+
+  /** Whether `row` would be skipped as an echo (its body need not be read). */
+  isEcho(row: FeedRow): boolean {
+    return !this.#includeEchoes && row.unchangedFrom === this.#replicaId
+  }
+
+  /**
+   * Offers the next row; `version` builds its pulled form (not called for echoes).
+   * @returns whether to offer more rows.
+   */
+  offer(row: FeedRow, version: () => PulledVersion): boolean {
+    const echo = this.isEcho(row)
+    if (!echo && this.#versions.length >= this.#limit) return false
+    this.#cursor = row.seq
+    if (echo) this.#skippedEchoes++
+    else this.#versions.push(version())
+    return ++this.#scanned < MAX_PULL_SCAN
+  }
+
+  /** The seq after which the next rows are to be offered. */
+  get cursor(): Seq {
+    return this.#cursor
+  }
+
+  /** The page, given whether rows after {@link cursor} exist. */
+  result(hasMore: boolean): PullResult {
+    return {
+      versions: this.#versions,
+      cursor: this.#cursor,
+      hasMore,
+      skippedEchoes: this.#skippedEchoes,
+    }
+  }
+}
+
+/** Runs the conflict rule; a throwing custom resolver is reported as `internal`. */
+function resolve(
+  current: DocumentVersion | undefined,
+  incoming: DocumentVersion,
+  resolver: ConflictResolver | undefined,
+): Resolution {
+  try {
+    return resolveIncoming(current, incoming, resolver)
+  } catch (error) {
+    if (isVeloSyncError(error)) throw error
+    throw new VeloSyncError(
+      'internal',
+      `the conflict resolver failed for document ${describe(incoming.id)}: ${(error as Error).message}; nothing was stored`,
+      { cause: error },
+    )
+  }
+}
+
+/**
+ * Validates a pushed version against its collection and the pushing replica, and returns
+ * a copy holding only the known fields (vector copied into the collection's dtype).
+ *
+ * @remarks
+ * The server stores and re-serves exactly these bytes, and every replica hashes them, so
+ * anything a device could not have produced itself is refused rather than normalized:
+ * a vector of another dtype, non-canonical metadata, an origin other than the pusher, or a
+ * version vector without the pusher's own write in it.
+ */
+function checkPushedVersion(
+  schema: CollectionSchema,
+  version: DocumentVersion,
+  replicaId: ReplicaId,
+  what: string,
+): DocumentVersion {
+  if (typeof version !== 'object' || version === null) {
+    throw invalidArgument(
+      `${what} must be a document version object, got ${describe(version)}`,
+    )
+  }
+  assertDocumentId(version.id)
+  if (typeof version.deleted !== 'boolean') {
+    throw invalidArgument(
+      `${what}.deleted must be a boolean, got ${describe(version.deleted)}`,
+    )
+  }
+  if (version.origin !== replicaId) {
+    throw invalidArgument(
+      `${what}.origin is ${describe(version.origin)}, but the pushing replica is ${replicaId}; a replica can only push its own writes`,
+    )
+  }
+  // Decoded by the protocol codec, which checked everything else already.
+  const validated = isValidatedFor(version, schema)
+  const versionVector: VersionVector = validated
+    ? version.versionVector
+    : parseVersionVector(version.versionVector)
+  if (counterOf(versionVector, replicaId) < 1) {
+    throw invalidArgument(
+      `${what}.versionVector has no entry for the pushing replica ${replicaId}; every write counts itself`,
+    )
+  }
+  if (validated) return version
+  const hlc = assertHlc(version.hlc)
+  const common = {
+    id: version.id,
+    versionVector,
+    hlc: { wallMs: hlc.wallMs, counter: hlc.counter },
+    origin: replicaId,
+  }
+  if (version.deleted) {
+    if (version.vector != null || version.metadataJson != null) {
+      throw invalidArgument(
+        `${what} is a tombstone but carries a vector or metadata`,
+      )
+    }
+    return { ...common, deleted: true, vector: null, metadataJson: null }
+  }
+  const expected = schema.dtype === 'float32' ? Float32Array : Float64Array
+  if (!(version.vector instanceof expected)) {
+    throw invalidArgument(
+      `${what}.vector: collection ${schema.name} stores ${schema.dtype} vectors, got ${describeVector(version.vector)}`,
+    )
+  }
+  const vector = toStoredVector(schema, version.vector, `${what}.vector`)
+  if (typeof version.metadataJson !== 'string') {
+    throw invalidArgument(
+      `${what}.metadataJson must be a string of canonical JSON, got ${describe(version.metadataJson)}`,
+    )
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(version.metadataJson)
+  } catch {
+    throw invalidArgument(`${what}.metadataJson is not valid JSON`)
+  }
+  const canonical = canonicalMetadataJson(parsed, `${what}.metadata`)
+  if (canonical !== version.metadataJson) {
+    throw invalidArgument(
+      `${what}.metadataJson is not in canonical form (sorted keys, no whitespace); it would hash differently on other replicas`,
+    )
+  }
+  return { ...common, deleted: false, vector, metadataJson: canonical }
+}
+
+function describeVector(value: unknown): string {
+  if (value === null || value === undefined) return String(value)
+  if (ArrayBuffer.isView(value)) return value.constructor.name
+  return describe(value)
+}
+
+/** A web-platform global (browsers, Node); typed here because `core` has no DOM lib. */
+const utf8 = new (
+  globalThis as unknown as {
+    TextEncoder: new () => { encode(text: string): Uint8Array }
+  }
+).TextEncoder()
+
+/** Identifies a pushed op for replay checks: the collection and the exact version. */
+function opHashOf(
+  collection: string,
+  versionHash: Uint8Array,
+  sha256: Sha256,
+): Uint8Array {
+  const name = utf8.encode(collection)
+  const bytes = new Uint8Array(name.length + 1 + versionHash.length)
+  bytes.set(name)
+  bytes.set(versionHash, name.length + 1)
+  return sha256(bytes)
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
