@@ -427,7 +427,7 @@ describe('sync over HTTP', () => {
       protocol: PROTOCOL_VERSION,
       epoch: a.store.epoch,
       pullLimit: 10,
-    }
+    } as const
     const foreignVector = {
       lsn: 1,
       collection: 'evil1',
