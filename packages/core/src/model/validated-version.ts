@@ -3,8 +3,10 @@ import type { DocumentVersion } from './document-version.js'
 import type { JsonObject } from './metadata.js'
 
 interface Validation {
-  /** The dims, dtype and metric the version was checked against. */
-  readonly shape: string
+  /** The shape of the collection the version was checked against. */
+  readonly dims: number
+  readonly dtype: CollectionSchema['dtype']
+  readonly metric: CollectionSchema['metric']
   /** The metadata the checker parsed, until a store takes it (see takeParsedMetadata). */
   metadata: JsonObject | undefined
 }
@@ -16,10 +18,6 @@ interface Validation {
  * metadata a second time.
  */
 const validations = new WeakMap<DocumentVersion, Validation>()
-
-function shapeOf(schema: CollectionSchema): string {
-  return `${schema.dims}/${schema.dtype}/${schema.metric}`
-}
 
 /**
  * Freezes `version` (and its vector clock and HLC) and records that it is valid for
@@ -44,7 +42,12 @@ export function markValidated<V extends DocumentVersion>(
   Object.freeze(version.versionVector)
   Object.freeze(version.hlc)
   Object.freeze(version)
-  validations.set(version, { shape: shapeOf(schema), metadata })
+  validations.set(version, {
+    dims: schema.dims,
+    dtype: schema.dtype,
+    metric: schema.metric,
+    metadata,
+  })
   return version
 }
 
@@ -53,7 +56,13 @@ export function isValidatedFor(
   version: DocumentVersion,
   schema: CollectionSchema,
 ): boolean {
-  return validations.get(version)?.shape === shapeOf(schema)
+  const validation = validations.get(version)
+  return (
+    validation !== undefined &&
+    validation.dims === schema.dims &&
+    validation.dtype === schema.dtype &&
+    validation.metric === schema.metric
+  )
 }
 
 /**

@@ -197,6 +197,7 @@ export function preparePush<C extends StoreCollection>(
   }
   const prepared: PreparedOp<C>[] = []
   let previousLsn = 0
+  let previous: { name: string; collection: C } | undefined
   for (const [i, op] of (ops as unknown[]).entries()) {
     const what = `ops[${i}]`
     if (typeof op !== 'object' || op === null) {
@@ -214,9 +215,14 @@ export function preparePush<C extends StoreCollection>(
       )
     }
     previousLsn = lsn
-    assertCollectionName(name)
-    const collection = findCollection(name)
-    if (collection === undefined) throw unknownCollection(name, what)
+    // A push is usually one collection over and over: check and look up each name once.
+    let collection = previous?.name === name ? previous.collection : undefined
+    if (collection === undefined) {
+      assertCollectionName(name)
+      collection = findCollection(name)
+      if (collection === undefined) throw unknownCollection(name, what)
+      previous = { name, collection }
+    }
     const version = checkPushedVersion(
       collection.schema,
       input,
