@@ -136,6 +136,7 @@ export type {
   Seq,
   ServerStore,
 } from './ports/server-store.js'
+export type { ChangeSignal, HeadChange } from './ports/change-signal.js'
 export { PROTOCOL_VERSION } from './protocol/protocol-version.js'
 export {
   CollectionSpecSchema,
