@@ -214,8 +214,12 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     })
   /** Ends every open live stream (by resolving what keeps its handler waiting). */
   const liveStreams = new Set<() => void>()
-  /** False while a listener closes: a stream opened then would hold the close open. */
-  let acceptingStreams = true
+  /**
+   * Set while a listener closes: no stream may open (it would hold the close open), and
+   * every answer closes its connection, or a client that keeps a keep-alive connection
+   * busy (a live channel retrying, say) would hold the close open just as well.
+   */
+  let closing = false
 
   let lastGcAtMs = Number.NEGATIVE_INFINITY
   let gcRunning: Promise<void> | undefined
@@ -482,7 +486,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
    */
   async function handleEvents(call: Call): Promise<Response> {
     const { deviceId, context } = call
-    if (!acceptingStreams) {
+    if (closing) {
       throw new VeloSyncError(
         'unavailable',
         'this server is shutting down; reconnect (to another process, or later)',
@@ -720,8 +724,11 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   )
   app.onError((error, c) => respondError(c.req.raw, error, 'json'))
 
-  const fetch = async (request: Request): Promise<Response> =>
-    app.fetch(request)
+  const fetch = async (request: Request): Promise<Response> => {
+    const response = await app.fetch(request)
+    if (closing) response.headers.set('connection', 'close')
+    return response
+  }
 
   return {
     fetch,
@@ -734,7 +741,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
         server.once('error', reject)
         server.listen(port, host, () => {
           server.off('error', reject)
-          acceptingStreams = true
+          closing = false
           const bound = (server.address() as AddressInfo).port
           logger.info({ host, port: bound }, 'sync server listening')
           resolve({
@@ -743,7 +750,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
               new Promise<void>((done, fail) => {
                 // Open streams would hold close() open forever; ending them tells their
                 // devices to reconnect (to another process, or to this one restarted).
-                acceptingStreams = false
+                closing = true
                 for (const end of liveStreams) end()
                 server.close((error) => {
                   const finish = (): void => {

@@ -128,7 +128,7 @@ function device(name: string): { store: LocalStore; sync: SyncClient } {
     deviceId: name,
   })
   local.createCollection({ name: 'notes', dims: 3, metric: 'cosine' })
-  const transport = new HttpTransport({ url: base, token: tokens.get(name) })
+  const transport = new HttpTransport({ url: base, token: tokens.get(name)! })
   cleanup.push(async () => {
     await transport.close()
     local.close()

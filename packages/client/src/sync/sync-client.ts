@@ -3,15 +3,23 @@
  *
  * ```
  *            startSync()                 sync() resolves
- *   stopped ───────────► idle ──timer──► syncing ─────────────► idle (timer: intervalMs)
- *      ▲                  ▲                 │ rejects
- *      │ stopSync()       └──── timer ──── backoff (min·2^failures, ±50 % jitter, ≤ max)
+ *   stopped ───────────► idle ──timer──► syncing ─────────────► idle (timer: intervalMs,
+ *      ▲                  ▲   ◄─────┐       │ rejects                  or liveIntervalMs
+ *      │ stopSync()       │  a head │       ▼                          while live)
+ *      │                  │  beyond └── (live channel)
+ *      │                  │  the cursor: timer 0
+ *      │                  └──── timer ──── backoff (min·2^failures, ±50 % jitter, ≤ max)
  * ```
  *
  * One round = as many round trips as it takes to empty the outbox and reach the server's
  * head: each takes a batch (compacted), pushes it and pulls in the same request, then
  * applies the answer in one local transaction. A failure re-arms the timer by itself: the
  * loop never waits for the next local write to retry.
+ *
+ * Live mode runs a second loop beside the timer: it holds the server's event stream open
+ * (`SyncTransport.heads`), and a head beyond the cursor fires the timer at once. While the
+ * stream is up the timer only backs it up (liveIntervalMs); while it is down, the timer
+ * polls (intervalMs) and the stream reconnects with the same backoff as failed rounds.
  */
 import {
   PROTOCOL_VERSION,
@@ -49,6 +57,17 @@ export interface StartSyncOptions {
   readonly minBackoffMs?: number
   /** Longest retry delay. Default 60 000. */
   readonly maxBackoffMs?: number
+  /**
+   * Also listen to the server's live channel and sync as soon as it announces a head
+   * beyond this device's cursor. Needs a transport with `heads` (HttpTransport has it).
+   * Default false.
+   */
+  readonly live?: boolean
+  /**
+   * Pause between rounds while the live channel is connected: a safety net for an
+   * announcement lost between server processes. Default 60 000.
+   */
+  readonly liveIntervalMs?: number
 }
 
 /** What one {@link SyncClient.sync} call did. */
@@ -80,6 +99,24 @@ export interface ConflictEvent {
 
 export type SyncState = 'stopped' | 'idle' | 'syncing' | 'backoff'
 
+/**
+ * The live channel: `off` (not asked for), `connecting` (opening it, or waiting to reopen
+ * it after it dropped; the loop polls meanwhile) or `connected`.
+ */
+export type LiveState = 'off' | 'connecting' | 'connected'
+
+/** The live channel opened. */
+export interface LiveConnectedEvent {
+  /** The server's head when the stream opened. */
+  readonly head: number
+}
+
+/** The live channel dropped, or could not be opened; the loop polls and retries it. */
+export interface LiveDisconnectedEvent {
+  /** Why; `undefined` when the server ended the stream (it shuts down, for one). */
+  readonly error: Error | undefined
+}
+
 /** A snapshot for status displays. */
 export interface SyncStatus {
   readonly state: SyncState
@@ -89,12 +126,16 @@ export interface SyncStatus {
   readonly lastSyncAtMs: number | undefined
   readonly lastError: Error | undefined
   readonly consecutiveFailures: number
+  /** Whether the live channel is connected (`startSync({ live: true })`). */
+  readonly live: LiveState
 }
 
 interface Events {
   synced: SyncRoundResult
   conflict: ConflictEvent
   error: Error
+  liveConnected: LiveConnectedEvent
+  liveDisconnected: LiveDisconnectedEvent
 }
 
 /** Round trips one round may take before it stops (a runaway-loop guard, not a limit in practice). */
@@ -117,6 +158,7 @@ const MAX_REQUESTS_PER_ROUND = 100_000
  * sync.on('conflict', (c) => console.log(c.id, c.outcome))
  * await sync.sync()                      // one round now
  * sync.startSync({ intervalMs: 10_000 }) // and keep going
+ * sync.startSync({ live: true })         // or: sync whenever the server says there is news
  * ```
  */
 export class SyncClient {
@@ -132,6 +174,8 @@ export class SyncClient {
     synced: new Set(),
     conflict: new Set(),
     error: new Set(),
+    liveConnected: new Set(),
+    liveDisconnected: new Set(),
   }
   #round: Promise<SyncRoundResult> | undefined
   #state: SyncState = 'stopped'
@@ -140,6 +184,18 @@ export class SyncClient {
   #lastSyncAtMs: number | undefined
   #lastError: Error | undefined
   #failures = 0
+  #liveState: LiveState = 'off'
+  /** Stops the live loop; set while it runs. */
+  #liveAbort: AbortController | undefined
+  #liveTask: Promise<void> | undefined
+  /** The newest head the live channel announced. */
+  #announcedHead = 0
+  /**
+   * The announced head when the latest round started: that round pulls past it, so an
+   * announcement up to it needs no other round (even when tombstone collection keeps the
+   * cursor below the head for good).
+   */
+  #coveredHead = 0
 
   constructor(store: LocalStore, options: SyncClientOptions) {
     if (typeof options?.transport?.sync !== 'function') {
@@ -185,8 +241,20 @@ export class SyncClient {
     return this.#round
   }
 
-  /** Keeps syncing in the background until {@link stopSync}. Errors go to `error` listeners. */
+  /**
+   * Keeps syncing in the background until {@link stopSync}. Errors go to `error` listeners.
+   * Calling it again changes the options of the running loop.
+   *
+   * @throws `invalid_argument` for a bad option, or `live` with a transport that has no
+   *   live channel.
+   */
   startSync(options: StartSyncOptions = {}): void {
+    const live = options.live ?? false
+    if (live && typeof this.#transport.heads !== 'function') {
+      throw invalidArgument(
+        'live: true needs a transport with a live channel (heads()), such as HttpTransport',
+      )
+    }
     const loop = {
       intervalMs: positiveInteger(options.intervalMs ?? 5000, 'intervalMs'),
       minBackoffMs: positiveInteger(
@@ -197,19 +265,27 @@ export class SyncClient {
         options.maxBackoffMs ?? 60_000,
         'maxBackoffMs',
       ),
+      live,
+      liveIntervalMs: positiveInteger(
+        options.liveIntervalMs ?? 60_000,
+        'liveIntervalMs',
+      ),
     }
     if (loop.maxBackoffMs < loop.minBackoffMs) {
       throw invalidArgument('maxBackoffMs must be at least minBackoffMs')
     }
     this.#loop = loop
     if (this.#state === 'stopped') this.#schedule(0, 'idle')
+    if (live && this.#liveAbort === undefined) this.#startLive()
+    else if (!live) void this.#stopLive()
   }
 
-  /** Stops the loop and waits for a running round to finish. */
+  /** Stops the loop (and the live channel) and waits for a running round to finish. */
   async stopSync(): Promise<void> {
     this.#loop = undefined
     clearTimeout(this.#timer)
     this.#state = 'stopped'
+    await this.#stopLive()
     await this.#round?.catch(() => undefined)
   }
 
@@ -221,7 +297,91 @@ export class SyncClient {
       lastSyncAtMs: this.#lastSyncAtMs,
       lastError: this.#lastError,
       consecutiveFailures: this.#failures,
+      live: this.#liveState,
     }
+  }
+
+  #startLive(): void {
+    const controller = new AbortController()
+    this.#liveAbort = controller
+    this.#liveTask = this.#runLive(controller.signal)
+  }
+
+  async #stopLive(): Promise<void> {
+    this.#liveAbort?.abort()
+    this.#liveAbort = undefined
+    await this.#liveTask
+  }
+
+  /** Holds the live channel open, reopening it with backoff, until `signal` aborts. */
+  async #runLive(signal: AbortSignal): Promise<void> {
+    const heads = (
+      this.#transport.heads as NonNullable<SyncTransport['heads']>
+    ).bind(this.#transport)
+    let failures = 0
+    while (!signal.aborted) {
+      let error: Error | undefined
+      try {
+        for await (const head of heads({ signal })) {
+          if (this.#liveState !== 'connected') {
+            this.#liveState = 'connected'
+            failures = 0
+            // Announcements replace polling: back the timer off to the safety interval.
+            this.#rearmIdle()
+            this.#emit('liveConnected', { head })
+          }
+          this.#announce(head)
+        }
+      } catch (caught) {
+        error = caught instanceof Error ? caught : new Error(String(caught))
+      }
+      if (signal.aborted) break
+      const wasConnected = this.#liveState === 'connected'
+      this.#liveState = 'connecting'
+      // Announcements may be missed from now on: poll until the stream is back.
+      if (wasConnected) this.#rearmIdle()
+      this.#emit('liveDisconnected', { error })
+      await abortableDelay(this.#backoffMs(++failures), signal)
+    }
+    this.#liveState = 'off'
+  }
+
+  /** A head from the live channel: sync now if it is news, else just remember it. */
+  #announce(head: number): void {
+    this.#announcedHead = Math.max(this.#announcedHead, head)
+    if (this.#state === 'idle' && this.#hasNews()) this.#schedule(0, 'idle')
+  }
+
+  /** Whether an announced head asks for a round that no round started since has covered. */
+  #hasNews(): boolean {
+    return (
+      this.#announcedHead > this.#coveredHead &&
+      this.#announcedHead > this.#store.syncCursor
+    )
+  }
+
+  /** The pause between successful rounds, given the live channel's state. */
+  #idleDelayMs(loop: Required<StartSyncOptions>): number {
+    if (this.#hasNews()) return 0
+    return this.#liveState === 'connected'
+      ? loop.liveIntervalMs
+      : loop.intervalMs
+  }
+
+  /** Re-arms a waiting (idle) timer after the live channel came or went. */
+  #rearmIdle(): void {
+    if (this.#loop !== undefined && this.#state === 'idle') {
+      this.#schedule(this.#idleDelayMs(this.#loop), 'idle')
+    }
+  }
+
+  /** Exponential backoff with ±50 % jitter (see the diagram above). */
+  #backoffMs(failures: number): number {
+    const loop = this.#loop
+    if (loop === undefined) return 0
+    const exponential = loop.minBackoffMs * 2 ** Math.min(failures - 1, 30)
+    const capped = Math.min(loop.maxBackoffMs, exponential)
+    return Math.round(capped * (0.5 + this.#random() / 2))
   }
 
   #schedule(delayMs: number, state: SyncState): void {
@@ -238,19 +398,16 @@ export class SyncClient {
     try {
       await this.sync()
       if (this.#loop !== undefined)
-        this.#schedule(this.#loop.intervalMs, 'idle')
+        this.#schedule(this.#idleDelayMs(this.#loop), 'idle')
     } catch {
       // Already recorded and reported by #runRound; back off and try again by ourselves.
-      const loop = this.#loop
-      if (loop === undefined) return
-      const exponential =
-        loop.minBackoffMs * 2 ** Math.min(this.#failures - 1, 30)
-      const capped = Math.min(loop.maxBackoffMs, exponential)
-      this.#schedule(Math.round(capped * (0.5 + this.#random() / 2)), 'backoff')
+      if (this.#loop === undefined) return
+      this.#schedule(this.#backoffMs(this.#failures), 'backoff')
     }
   }
 
   async #runRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
+    this.#coveredHead = this.#announcedHead
     try {
       const result = await this.#exchange(signal)
       this.#lastSyncAtMs = this.#now()
@@ -424,6 +581,20 @@ export class SyncClient {
       }
     }
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; never keeps a process alive. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms)
+    timer.unref?.()
+    signal.addEventListener('abort', done, { once: true })
+    function done(): void {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+  })
 }
 
 /** Specs of the collections a batch names (the server creates unknown ones). */
