@@ -51,6 +51,8 @@ import {
   type SampleMetadata,
 } from '@velosync/testkit'
 import Database from 'better-sqlite3'
+import { integerArg } from './lib/args.js'
+import { median, round } from './lib/stats.js'
 
 type Format = 'binary' | 'json' | 'naive-json-f64'
 
@@ -540,28 +542,6 @@ function printTable(rows: readonly Row[]): void {
     )
   }
   process.stdout.write(`${lines.join('\n')}\n`)
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
-}
-
-function round(value: number, digits: number): number {
-  const scale = 10 ** digits
-  return Math.round(value * scale) / scale
-}
-
-function integerArg(text: string, name: string, min: number): number {
-  const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < min) {
-    log(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(text)}`)
-    process.exit(2)
-  }
-  return value
 }
 
 await main()

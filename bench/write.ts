@@ -32,6 +32,7 @@ import {
   type SampleMetadata,
 } from '@velosync/testkit'
 import Database from 'better-sqlite3'
+import { integerArg } from './lib/args.js'
 import { summarize } from './lib/stats.js'
 
 type Synchronous = 'full' | 'normal'
@@ -353,15 +354,6 @@ function printTable(rows: readonly Row[]): void {
   process.stdout.write(
     '\ndocs/s: putMany = docs / median time; put = 1000 / mean latency (one writer, one document per commit)\n',
   )
-}
-
-function integerArg(value: string, name: string, min: number): number {
-  const parsed = Number(value)
-  if (!Number.isSafeInteger(parsed) || parsed < min) {
-    log(`${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`)
-    process.exit(2)
-  }
-  return parsed
 }
 
 /**
