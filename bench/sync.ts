@@ -45,13 +45,9 @@ import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import type { WireFormat } from '@velosync/core'
 import { createSyncServer, createToken, hashToken } from '@velosync/server'
 import { SqliteServerStore } from '@velosync/storage-sqlite'
-import {
-  clusteredEmbeddings,
-  sampleMetadata,
-  type SampleMetadata,
-} from '@velosync/testkit'
 import Database from 'better-sqlite3'
 import { integerArg } from './lib/args.js'
+import { benchDocuments, type BenchDocument } from './lib/documents.js'
 import { median, round } from './lib/stats.js'
 
 type Format = 'binary' | 'json' | 'naive-json-f64'
@@ -87,12 +83,6 @@ interface RunResult {
   readonly pullBytes: number
   /** Undefined for the naive design, which has no incremental pull. */
   readonly idleBytes: number | undefined
-}
-
-interface BenchDocument {
-  readonly id: string
-  readonly vector: Float32Array
-  readonly metadata: SampleMetadata
 }
 
 const COLLECTION = 'bench'
@@ -140,7 +130,12 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(join(tmpdir(), 'velosync-bench-sync-'))
   try {
     log(`generating ${docCount} documents, ${dims}-d`)
-    const documents = makeDocuments(docCount)
+    const documents = benchDocuments({
+      count: docCount,
+      dims,
+      seed: 42,
+      idDigits: 6,
+    })
     const rawBytesPerDoc = rawBytesOf(documents) / docCount
     const rows: Row[] = []
     let runIndex = 0
@@ -491,16 +486,6 @@ async function readText(request: IncomingMessage): Promise<string> {
 function float64Blob(vector: readonly number[]): Buffer {
   const values = Float64Array.from(vector)
   return Buffer.from(values.buffer, values.byteOffset, values.byteLength)
-}
-
-/** Clustered unit vectors with ~200 characters of text and a few fields each. */
-function makeDocuments(count: number): BenchDocument[] {
-  const embeddings = clusteredEmbeddings({ count, dims, seed: 42 })
-  return Array.from({ length: count }, (_, i) => ({
-    id: `doc-${String(i).padStart(6, '0')}`,
-    vector: embeddings.row(i),
-    metadata: sampleMetadata(i, embeddings.clusterOf[i] as number, 42),
-  }))
 }
 
 /** Vector bytes (float32) + metadata JSON (UTF-8, text included) + id, summed over docs. */
