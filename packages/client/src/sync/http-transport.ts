@@ -232,8 +232,10 @@ export class HttpTransport implements SyncTransport {
         )
       }
     } finally {
-      // Ends the request when the caller stops early (break, return, throw).
-      response.body.destroy()
+      // Ends the request when the caller stops early (break, return, throw). The error
+      // that destroying an unread body raises is this call's own doing, as in undici's
+      // own dump(): an 'error' event without a listener would crash the process.
+      response.body.on('error', () => undefined).destroy()
     }
   }
 
