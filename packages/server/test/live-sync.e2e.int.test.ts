@@ -20,7 +20,12 @@ import {
 import { isVeloSyncError } from '@velosync/core'
 import { SqliteServerStore } from '@velosync/storage-sqlite'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createSyncServer, createToken, hashToken } from '../src/index.js'
+import {
+  InProcessChangeSignal,
+  createSyncServer,
+  createToken,
+  hashToken,
+} from '../src/index.js'
 
 const HOUR = 3_600_000
 /** Long enough that a timer never fires during a test. */
@@ -32,11 +37,14 @@ let dir: string
 let serverStore: SqliteServerStore
 let listening: { port: number; close(): Promise<void> } | undefined
 let port: number
+/** The server's change signal: its listener count is the number of open streams. */
+let changeSignal: InProcessChangeSignal
 const cleanup: Array<() => Promise<void> | void> = []
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'velosync-live-sync-'))
   serverStore = SqliteServerStore.open({ path: join(dir, 'server.db') })
+  changeSignal = new InProcessChangeSignal()
   await listen(0)
 })
 
@@ -51,6 +59,7 @@ async function listen(onPort: number): Promise<void> {
   listening = await createSyncServer({
     store: serverStore,
     auth: { mode: 'token' },
+    changeSignal,
   }).listen({ port: onPort })
   port = listening.port
 }
@@ -284,6 +293,27 @@ describe('SyncClient live mode', () => {
     b.sync.startSync({ ...NEVER, ...QUICK_RETRY, live: true })
     expect(isVeloSyncError((await refused).error, 'unauthorized')).toBe(true)
     expect(b.sync.status().live).toBe('connecting')
+    await b.sync.stopSync()
+    expect(b.sync.status().live).toBe('off')
+  })
+
+  it('turning live mode off and on again leaves one stream, connected', async () => {
+    const b = await device('beta')
+    let connected = next(b.sync, 'liveConnected')
+    b.sync.startSync({ ...NEVER, live: true })
+    await connected
+    b.sync.startSync({ ...NEVER, live: false })
+    expect(b.sync.status().live).toBe('off')
+    connected = next(b.sync, 'liveConnected')
+    b.sync.startSync({ ...NEVER, live: true })
+    await connected
+    await settled(b.sync)
+    expect(b.sync.status().live).toBe('connected')
+    const deadline = Date.now() + 5000
+    while (changeSignal.listenerCount !== 1 && Date.now() < deadline) {
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    expect(changeSignal.listenerCount).toBe(1)
     await b.sync.stopSync()
     expect(b.sync.status().live).toBe('off')
   })

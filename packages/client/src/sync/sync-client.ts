@@ -304,13 +304,22 @@ export class SyncClient {
   #startLive(): void {
     const controller = new AbortController()
     this.#liveAbort = controller
+    this.#liveState = 'connecting'
     this.#liveTask = this.#runLive(controller.signal)
   }
 
+  /**
+   * Stops the live loop. The state is `off` at once: a loop that is still winding down
+   * touches nothing once aborted, so a live loop started right after cannot be confused
+   * with it.
+   */
   async #stopLive(): Promise<void> {
+    const task = this.#liveTask
     this.#liveAbort?.abort()
     this.#liveAbort = undefined
-    await this.#liveTask
+    this.#liveTask = undefined
+    this.#liveState = 'off'
+    await task
   }
 
   /** Holds the live channel open, reopening it with backoff, until `signal` aborts. */
@@ -323,6 +332,7 @@ export class SyncClient {
       let error: Error | undefined
       try {
         for await (const head of heads({ signal })) {
+          if (signal.aborted) break
           if (this.#liveState !== 'connected') {
             this.#liveState = 'connected'
             failures = 0
@@ -343,7 +353,6 @@ export class SyncClient {
       this.#emit('liveDisconnected', { error })
       await abortableDelay(this.#backoffMs(++failures), signal)
     }
-    this.#liveState = 'off'
   }
 
   /** A head from the live channel: sync now if it is news, else just remember it. */
