@@ -297,6 +297,25 @@ describe('SyncClient live mode', () => {
     expect(b.sync.status().live).toBe('off')
   })
 
+  it('while connected, a tick pushes local writes but skips idle rounds until liveIntervalMs', async () => {
+    const b = await device('beta')
+    const ready = Promise.all([
+      next(b.sync, 'liveConnected'),
+      next(b.sync, 'synced'),
+    ])
+    b.sync.startSync({ intervalMs: 20, liveIntervalMs: 400, live: true })
+    await ready
+    // A local write goes out on a tick: no sync() call, no announcement.
+    const pushed = next(b.sync, 'synced', (round) => round.pushed === 1)
+    b.store.put('notes', { id: 'local', vector: [1, 0, 0] })
+    await pushed
+    expect(b.store.digest('notes')).toBe(await serverStore.digest('notes'))
+    // Nothing to push or pull: ticks every 20 ms skip, until the safety round.
+    const started = performance.now()
+    await next(b.sync, 'synced')
+    expect(performance.now() - started).toBeGreaterThanOrEqual(350)
+  })
+
   it('turning live mode off and on again leaves one stream, connected', async () => {
     const b = await device('beta')
     let connected = next(b.sync, 'liveConnected')

@@ -3,11 +3,9 @@
  *
  * ```
  *            startSync()                 sync() resolves
- *   stopped ───────────► idle ──timer──► syncing ─────────────► idle (timer: intervalMs,
- *      ▲                  ▲   ◄─────┐       │ rejects                  or liveIntervalMs
- *      │ stopSync()       │  a head │       ▼                          while live)
- *      │                  │  beyond └── (live channel)
- *      │                  │  the cursor: timer 0
+ *   stopped ───────────► idle ──timer──► syncing ─────────────► idle (timer: intervalMs)
+ *      ▲                  ▲  ▲              │ rejects
+ *      │ stopSync()       │  └─ a head beyond the cursor (live channel): timer 0
  *      │                  └──── timer ──── backoff (min·2^failures, ±50 % jitter, ≤ max)
  * ```
  *
@@ -18,8 +16,9 @@
  *
  * Live mode runs a second loop beside the timer: it holds the server's event stream open
  * (`SyncTransport.heads`), and a head beyond the cursor fires the timer at once. While the
- * stream is up the timer only backs it up (liveIntervalMs); while it is down, the timer
- * polls (intervalMs) and the stream reconnects with the same backoff as failed rounds.
+ * stream is up, a timer tick runs a round only to push local writes (or, once per
+ * liveIntervalMs, as a safety net): others' writes are announced. While it is down the
+ * timer polls as without live mode, and the stream reconnects with the round backoff.
  */
 import {
   PROTOCOL_VERSION,
@@ -64,8 +63,9 @@ export interface StartSyncOptions {
    */
   readonly live?: boolean
   /**
-   * Pause between rounds while the live channel is connected: a safety net for an
-   * announcement lost between server processes. Default 60 000.
+   * While the live channel is connected, a timer tick with nothing to push skips its round
+   * unless this long has passed since the last one: a safety net for an announcement lost
+   * between server processes. Default 60 000.
    */
   readonly liveIntervalMs?: number
 }
@@ -336,8 +336,6 @@ export class SyncClient {
           if (this.#liveState !== 'connected') {
             this.#liveState = 'connected'
             failures = 0
-            // Announcements replace polling: back the timer off to the safety interval.
-            this.#rearmIdle()
             this.#emit('liveConnected', { head })
           }
           this.#announce(head)
@@ -346,10 +344,8 @@ export class SyncClient {
         error = caught instanceof Error ? caught : new Error(String(caught))
       }
       if (signal.aborted) break
-      const wasConnected = this.#liveState === 'connected'
+      // Announcements may be missed from now on: timer ticks poll until the stream is back.
       this.#liveState = 'connecting'
-      // Announcements may be missed from now on: poll until the stream is back.
-      if (wasConnected) this.#rearmIdle()
       this.#emit('liveDisconnected', { error })
       await abortableDelay(this.#backoffMs(++failures), signal)
     }
@@ -369,18 +365,24 @@ export class SyncClient {
     )
   }
 
-  /** The pause between successful rounds, given the live channel's state. */
-  #idleDelayMs(loop: Required<StartSyncOptions>): number {
-    if (this.#hasNews()) return 0
-    return this.#liveState === 'connected'
-      ? loop.liveIntervalMs
-      : loop.intervalMs
-  }
-
-  /** Re-arms a waiting (idle) timer after the live channel came or went. */
-  #rearmIdle(): void {
-    if (this.#loop !== undefined && this.#state === 'idle') {
-      this.#schedule(this.#idleDelayMs(this.#loop), 'idle')
+  /**
+   * Whether a timer tick can skip its round: the live channel is up and announced nothing
+   * new, there is nothing to push, and the last round is less than liveIntervalMs old.
+   */
+  #canSkipRound(loop: Required<StartSyncOptions>): boolean {
+    if (
+      this.#liveState !== 'connected' ||
+      this.#hasNews() ||
+      this.#lastSyncAtMs === undefined ||
+      this.#now() - this.#lastSyncAtMs >= loop.liveIntervalMs
+    ) {
+      return false
+    }
+    try {
+      return this.#store.outbox.size === 0
+    } catch {
+      // A closed or failing store: let the round run, so that its error is reported.
+      return false
     }
   }
 
@@ -402,12 +404,13 @@ export class SyncClient {
   }
 
   async #tick(): Promise<void> {
-    if (this.#loop === undefined) return
+    const loop = this.#loop
+    if (loop === undefined) return
     this.#state = 'syncing'
     try {
-      await this.sync()
+      if (!this.#canSkipRound(loop)) await this.sync()
       if (this.#loop !== undefined)
-        this.#schedule(this.#idleDelayMs(this.#loop), 'idle')
+        this.#schedule(this.#hasNews() ? 0 : this.#loop.intervalMs, 'idle')
     } catch {
       // Already recorded and reported by #runRound; back off and try again by ourselves.
       if (this.#loop === undefined) return
