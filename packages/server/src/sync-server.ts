@@ -110,7 +110,7 @@ export interface SyncServerOptions {
    * process, e.g. on SQLite); its owner, not the server, releases a signal passed here.
    */
   readonly changeSignal?: ChangeSignal
-  /** Pause after which an idle live stream gets a comment line, so proxies keep it open. Default 15 000. */
+  /** How often each live stream gets a comment line, so that proxies keep it open. Default 15 000. */
   readonly liveHeartbeatMs?: number
   /** Shortest pause between two events of one live stream (bursts coalesce). Default 20. */
   readonly liveMinIntervalMs?: number
@@ -486,12 +486,15 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
    */
   async function handleEvents(call: Call): Promise<Response> {
     const { deviceId, context } = call
-    if (closing) {
-      throw new VeloSyncError(
-        'unavailable',
-        'this server is shutting down; reconnect (to another process, or later)',
-      )
+    const refuseWhileClosing = (): void => {
+      if (closing) {
+        throw new VeloSyncError(
+          'unavailable',
+          'this server is shutting down; reconnect (to another process, or later)',
+        )
+      }
     }
+    refuseWhileClosing()
     let sent = 0
     let pending = 0
     let lastSentAt = Number.NEGATIVE_INFINITY
@@ -517,6 +520,8 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     let head: number
     try {
       head = await store.head()
+      // A close that began meanwhile could not end this stream: it is not registered yet.
+      refuseWhileClosing()
     } catch (error) {
       unsubscribe()
       throw error

@@ -59,7 +59,8 @@ export interface StartSyncOptions {
   /**
    * Also listen to the server's live channel and sync as soon as it announces a head
    * beyond this device's cursor. Needs a transport with `heads` (HttpTransport has it).
-   * Default false.
+   * The stream's open connection keeps a Node process alive: call {@link
+   * SyncClient.stopSync} before exiting. Default false.
    */
   readonly live?: boolean
   /**
