@@ -24,21 +24,27 @@
  *                    writer's push, the announcement, the reader's pull and ack). p50/p95.
  *                    Target: p50 <= 50 ms on loopback.
  *
- * Targets: by default one `velosync serve` on a fresh SQLite file (store "sqlite", one
- * server; `--no-sqlite` leaves it out). `--target STORE=URL[,URL…]` adds servers that are
- * already running, e.g. three processes on one PostgreSQL:
- * `--target postgres=http://127.0.0.1:8801,http://127.0.0.1:8802,http://127.0.0.1:8803`
- * (repeat --target for more rows). Their devices are spread over the URLs round robin.
- * Every server must run in open mode (`velosync serve --open`): the benchmark names its
- * devices with `X-VeloSync-Device` instead of minting tokens in a store it cannot reach
+ * Targets (one pair of rows each; repeat the options for more):
+ * - by default, one `velosync serve` on a fresh SQLite file per run (store "sqlite", one
+ *   server); `--no-sqlite` leaves it out;
+ * - `--spawn STORE:N=ARGS` starts N `velosync serve` processes per run with the extra
+ *   arguments ARGS (split at spaces), e.g. three processes on one PostgreSQL:
+ *   `--spawn 'postgres:3=--postgres postgres://127.0.0.1:5432/velosync'`;
+ * - `--target STORE=URL[,URL…]` uses servers that are already running, e.g.
+ *   `--target postgres=http://127.0.0.1:8801,http://127.0.0.1:8802`.
+ * Devices are spread over a target's servers round robin. Every server runs in open mode
+ * (`--open`; the benchmark adds it to the processes it starts): the benchmark names its
+ * devices with `X-VeloSync-Device` instead of minting tokens in a store it may not reach
  * (a token check is one indexed lookup per request, well under 1 % of a push here). Each
- * run writes a collection and device ids of its own, so runs do not disturb each other.
+ * run writes a collection and device ids of its own, so runs sharing a database do not
+ * disturb each other.
  *
  * The devices all live in this process: on a machine with few cores they compete with the
  * servers for CPU, so docs/s is a floor for what the servers can ingest.
  *
  * Usage: npm run bench:scale -- [--json] [--runs N] [--devices N] [--docs N] [--dims N]
- *   [--batch N] [--samples N] [--gap MS] [--no-sqlite] [--target STORE=URL[,URL…]]…
+ *   [--batch N] [--samples N] [--gap MS] [--no-sqlite] [--spawn STORE:N=ARGS]…
+ *   [--target STORE=URL[,URL…]]…
  * Needs `npm run build` first (the packages and the CLI are used from their builds).
  * --json prints one JSON array of rows to stdout and nothing else; progress goes to stderr.
  */
@@ -79,11 +85,16 @@ type Row =
     }
 
 /** Where the devices sync: one store behind one or more server processes. */
-interface Target {
-  readonly store: string
-  /** The servers' base URLs; `undefined`: start one `velosync serve` on SQLite per run. */
-  readonly urls: readonly string[] | undefined
-}
+type Target =
+  /** Servers started for each run: `count` × `velosync serve --open … ARGS`. */
+  | {
+      readonly store: string
+      readonly count: number
+      /** Extra `serve` arguments; `undefined`: a fresh SQLite file (`--db`) per run. */
+      readonly args: readonly string[] | undefined
+    }
+  /** Servers already running. */
+  | { readonly store: string; readonly urls: readonly string[] }
 
 /** Servers ready for one run, and how to let them go. */
 interface Servers {
@@ -116,6 +127,7 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '50' },
     gap: { type: 'string', default: '50' },
     sqlite: { type: 'boolean', default: true },
+    spawn: { type: 'string', multiple: true, default: [] },
     target: { type: 'string', multiple: true, default: [] },
   },
 })
@@ -127,11 +139,12 @@ const batch = integerArg(args.batch, '--batch', 1)
 const samples = integerArg(args.samples, '--samples', 1)
 const gapMs = integerArg(args.gap, '--gap', 0)
 const targets: Target[] = [
-  ...(args.sqlite ? [{ store: 'sqlite', urls: undefined }] : []),
+  ...(args.sqlite ? [{ store: 'sqlite', count: 1, args: undefined }] : []),
+  ...args.spawn.map(parseSpawn),
   ...args.target.map(parseTarget),
 ]
 if (targets.length === 0) {
-  log('nothing to measure: --no-sqlite and no --target')
+  log('nothing to measure: --no-sqlite and no --spawn or --target')
   process.exit(2)
 }
 
@@ -153,7 +166,8 @@ async function main(): Promise<void> {
     })
     const rows: Row[] = []
     for (const target of targets) {
-      const label = `${target.store} × ${target.urls?.length ?? 1}`
+      const servers = 'urls' in target ? target.urls.length : target.count
+      const label = `${target.store} × ${servers}`
       const times: number[] = []
       // Run 0 warms up the JIT of both sides and the page cache; it is not counted.
       for (let run = 0; run <= runs; run++) {
@@ -168,7 +182,6 @@ async function main(): Promise<void> {
           await servers.close()
         }
       }
-      const servers = target.urls?.length ?? 1
       rows.push({
         name: 'push-throughput',
         store: target.store,
@@ -374,24 +387,55 @@ function once(
   })
 }
 
-/** The target's servers for one run: started here (SQLite), or the running ones. */
+/** The target's servers for one run: started now, or the running ones. */
 async function openServers(target: Target, workDir: string): Promise<Servers> {
-  if (target.urls !== undefined) {
+  if ('urls' in target) {
     return { urls: target.urls, close: () => Promise.resolve() }
   }
-  const db = join(workDir, `server-${randomBytes(4).toString('hex')}.db`)
+  const started = await Promise.allSettled(
+    Array.from({ length: target.count }, () =>
+      startServer(
+        target.args ?? [
+          '--db',
+          join(workDir, `server-${randomBytes(4).toString('hex')}.db`),
+        ],
+      ),
+    ),
+  )
+  const servers = started.flatMap((result) =>
+    result.status === 'fulfilled' ? [result.value] : [],
+  )
+  const close = async (): Promise<void> => {
+    const errors = (
+      await Promise.allSettled(servers.map((server) => server.close()))
+    ).flatMap((result): unknown[] =>
+      result.status === 'rejected' ? [result.reason] : [],
+    )
+    if (errors.length > 0) throw new AggregateError(errors, 'a server failed')
+  }
+  const failure = started.find((result) => result.status === 'rejected')
+  if (failure !== undefined) {
+    await close()
+    throw failure.reason
+  }
+  return { urls: servers.map((server) => server.url), close }
+}
+
+/** Starts `velosync serve --port 0 --open … args` and waits for the URL it prints. */
+async function startServer(
+  extraArgs: readonly string[],
+): Promise<{ url: string; close(): Promise<void> }> {
   const child = spawn(
     process.execPath,
     [
       CLI_MAIN,
       'serve',
-      '--db',
-      db,
       '--port',
       '0',
       '--open',
       '--log-level',
       'warn',
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
@@ -429,7 +473,7 @@ async function openServers(target: Target, workDir: string): Promise<Servers> {
     throw error
   })
   return {
-    urls: [url],
+    url,
     close: async () => {
       child.kill('SIGTERM')
       const code = await exited
@@ -437,6 +481,21 @@ async function openServers(target: Target, workDir: string): Promise<Servers> {
         throw new Error(`velosync serve exited with ${code}:\n${stderr}`)
     },
   }
+}
+
+/** `--spawn STORE:N=ARGS`. */
+function parseSpawn(text: string): Target {
+  const match = /^([a-z][a-z0-9-]*):(\d+)=(.*\S.*)$/.exec(text)
+  const count = Number(match?.[2])
+  // Without arguments every process would open ./velosync-server.db: never what is meant.
+  if (match === null || !Number.isSafeInteger(count) || count < 1) {
+    log(
+      `--spawn takes STORE:N=ARGS, e.g. 'postgres:3=--postgres postgres://127.0.0.1:5432/velosync'; got ${JSON.stringify(text)}`,
+    )
+    process.exit(2)
+  }
+  const extra = (match[3] as string).split(' ').filter((arg) => arg !== '')
+  return { store: match[1] as string, count, args: extra }
 }
 
 /** `--target STORE=URL[,URL…]`. */
