@@ -21,7 +21,8 @@
  *                    (default 50, so that each write is announced on its own rather than
  *                    coalesced with the previous one): time from `put()` on the writer to
  *                    the end of the reader's round that brought the document (the
- *                    writer's push, the announcement, the reader's pull and ack). p50/p95.
+ *                    writer's put and push, the announcement, the reader's pull, local
+ *                    commit and ack; the writer's ack runs meanwhile). p50/p95.
  *                    Target: p50 <= 50 ms on loopback.
  *
  * Targets (one pair of rows each; repeat the options for more):
@@ -354,8 +355,8 @@ async function liveLatencies(
       const started = performance.now()
       writer.store.put(collection, doc)
       await writer.sync.sync()
-      await arrived
-      latencies.push(performance.now() - started)
+      // When the reader had it, which can be before the writer's round (and its ack) ends.
+      latencies.push((await arrived) - started)
     }
     return latencies
   } finally {
@@ -367,12 +368,15 @@ async function liveLatencies(
   }
 }
 
-/** The first `event` of `client` that passes `accept`; rejects after 10 s without one. */
+/**
+ * The time (`performance.now()`) of the first `event` of `client` that passes `accept`;
+ * rejects after 10 s without one.
+ */
 function once(
   client: SyncClient,
   event: 'synced' | 'liveConnected',
   accept: () => boolean,
-): Promise<void> {
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off()
@@ -380,9 +384,10 @@ function once(
     }, 10_000)
     const off = client.on(event, () => {
       if (!accept()) return
+      const at = performance.now()
       clearTimeout(timer)
       off()
-      resolve()
+      resolve(at)
     })
   })
 }
