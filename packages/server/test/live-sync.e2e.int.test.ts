@@ -197,7 +197,6 @@ describe('SyncClient live mode', () => {
     await write(a, 'a1')
     await write(a, 'a2')
     await arrival(b, 'a2')
-    // sync() joins a running round, which may be past its last push: let B's finish.
     await settled(b.sync)
     const woken = next(
       a.sync,
@@ -349,6 +348,49 @@ describe('SyncClient live mode', () => {
       expect.objectContaining({ code: 'invalid_argument' }),
     )
     expect(bare.status().state).toBe('stopped')
+  })
+})
+
+describe('SyncClient.sync() during a round', () => {
+  it('runs another round after the running one, so that writes made meanwhile are pushed', async () => {
+    const token = createToken()
+    await serverStore.createDeviceToken('gamma', hashToken(token))
+    const store = LocalStore.open({
+      path: join(dir, 'gamma.db'),
+      deviceId: 'gamma',
+    })
+    store.createCollection({ name: 'notes', dims: 3, metric: 'cosine' })
+    const http = new HttpTransport({ url: `http://127.0.0.1:${port}`, token })
+    cleanup.push(async () => {
+      await http.close()
+      store.close()
+    })
+    // The real transport, holding the first exchange until the test lets it go: the
+    // round is then certainly past its last push when the write below happens.
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let exchanges = 0
+    const client = new SyncClient(store, {
+      transport: {
+        sync: async (request, options) => {
+          if (exchanges++ === 0) await gate
+          return http.sync(request, options)
+        },
+        ack: (request, options) => http.ack(request, options),
+      },
+    })
+    const first = client.sync()
+    store.put('notes', { id: 'late', vector: [0, 1, 0] })
+    const second = client.sync()
+    const third = client.sync() // shares the queued round
+    release()
+    expect((await first).pushed).toBe(0)
+    expect((await second).pushed).toBe(1)
+    expect(await third).toBe(await second)
+    expect(store.outbox.size).toBe(0)
+    expect(store.digest('notes')).toBe(await serverStore.digest('notes'))
   })
 })
 

@@ -146,7 +146,10 @@ const MAX_REQUESTS_PER_ROUND = 100_000
  * Synchronizes a {@link LocalStore} with a VeloSync server.
  *
  * @remarks
- * - One push is in flight at a time: concurrent `sync()` calls share the running round.
+ * - One round runs at a time. A `sync()` call made while one runs gets the next round,
+ *   queued behind it and shared by every call made meanwhile: the running round may be past
+ *   its last push, and a resolved `sync()` means that every write made before the call was
+ *   pushed (or that the round failed).
  * - An outbox entry leaves the log only after the server's answer says it committed it;
  *   the answer, its pulled changes and the new cursor are applied in one transaction.
  * - `lsn_reused` (the store was restored from a backup) starts a new epoch and retries;
@@ -179,6 +182,10 @@ export class SyncClient {
     liveDisconnected: new Set(),
   }
   #round: Promise<SyncRoundResult> | undefined
+  /** The round queued behind the running one (see `sync()`), and what starts it. */
+  #queued:
+    | { readonly round: Promise<SyncRoundResult>; readonly start: () => void }
+    | undefined
   #state: SyncState = 'stopped'
   #timer: ReturnType<typeof setTimeout> | undefined
   #loop: Required<StartSyncOptions> | undefined
@@ -232,14 +239,35 @@ export class SyncClient {
     return () => listeners.delete(listener)
   }
 
-  /** Runs one round now (or joins the one running). */
+  /**
+   * Runs one round now or, while one runs, right after it (joining a round already queued
+   * there). When it resolves, every write made before the call has been pushed.
+   */
   sync(
     options: { readonly signal?: AbortSignal } = {},
   ): Promise<SyncRoundResult> {
-    this.#round ??= this.#runRound(options.signal).finally(() => {
+    if (this.#round === undefined) return this.#startRound(options.signal)
+    if (this.#queued === undefined) {
+      let start!: () => void
+      const round = new Promise<SyncRoundResult>((resolve) => {
+        start = () => resolve(this.#startRound(options.signal))
+      })
+      this.#queued = { round, start }
+    }
+    return this.#queued.round
+  }
+
+  #startRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
+    const round = this.#runRound(signal).finally(() => {
+      // The queued round starts in the same step, so that no call in between sees no
+      // round running and starts a second one beside it.
       this.#round = undefined
+      const queued = this.#queued
+      this.#queued = undefined
+      queued?.start()
     })
-    return this.#round
+    this.#round = round
+    return round
   }
 
   /**
@@ -281,13 +309,14 @@ export class SyncClient {
     else if (!live) void this.#stopLive()
   }
 
-  /** Stops the loop (and the live channel) and waits for a running round to finish. */
+  /** Stops the loop (and the live channel) and waits for running and queued rounds. */
   async stopSync(): Promise<void> {
     this.#loop = undefined
     clearTimeout(this.#timer)
     this.#state = 'stopped'
     await this.#stopLive()
-    await this.#round?.catch(() => undefined)
+    // A round queued behind the running one starts when it ends: wait for that one too.
+    while (this.#round !== undefined) await this.#round.catch(() => undefined)
   }
 
   status(): SyncStatus {
