@@ -45,19 +45,17 @@ import { parseArgs } from 'node:util'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import type { WireFormat } from '@velosync/core'
 import { createToken, hashToken } from '@velosync/server'
-import {
-  clusteredEmbeddings,
-  sampleMetadata,
-  type SampleMetadata,
-} from '@velosync/testkit'
 import Database from 'better-sqlite3'
-import { float64Blob, type NaiveDocument } from './lib/naive.js'
+import { integerArg } from './lib/args.js'
 import {
   startBenchServer,
   type BenchServer,
   type BenchServerConfig,
 } from './lib/bench-server.js'
+import { benchDocuments, type BenchDocument } from './lib/documents.js'
+import { float64Blob, type NaiveDocument } from './lib/naive.js'
 import { ServerProcess } from './lib/server-process.js'
+import { median, round } from './lib/stats.js'
 
 type Format = 'binary' | 'json' | 'naive-json-f64'
 
@@ -92,12 +90,6 @@ interface RunResult {
   readonly pullBytes: number
   /** Undefined for the naive design, which has no incremental pull. */
   readonly idleBytes: number | undefined
-}
-
-interface BenchDocument {
-  readonly id: string
-  readonly vector: Float32Array
-  readonly metadata: SampleMetadata
 }
 
 const COLLECTION = 'bench'
@@ -154,7 +146,12 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(join(tmpdir(), 'velosync-bench-sync-'))
   try {
     log(`generating ${docCount} documents, ${dims}-d`)
-    const documents = makeDocuments(docCount)
+    const documents = benchDocuments({
+      count: docCount,
+      dims,
+      seed: 42,
+      idDigits: 6,
+    })
     const rawBytesPerDoc = rawBytesOf(documents) / docCount
     const rows: Row[] = []
     let runIndex = 0
@@ -370,16 +367,6 @@ async function runNaive(
   }
 }
 
-/** Clustered unit vectors with ~200 characters of text and a few fields each. */
-function makeDocuments(count: number): BenchDocument[] {
-  const embeddings = clusteredEmbeddings({ count, dims, seed: 42 })
-  return Array.from({ length: count }, (_, i) => ({
-    id: `doc-${String(i).padStart(6, '0')}`,
-    vector: embeddings.row(i),
-    metadata: sampleMetadata(i, embeddings.clusterOf[i] as number, 42),
-  }))
-}
-
 /** Vector bytes (float32) + metadata JSON (UTF-8, text included) + id, summed over docs. */
 function rawBytesOf(documents: readonly BenchDocument[]): number {
   let total = 0
@@ -419,28 +406,6 @@ function printTable(rows: readonly Row[]): void {
     )
   }
   process.stdout.write(`${lines.join('\n')}\n`)
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
-}
-
-function round(value: number, digits: number): number {
-  const scale = 10 ** digits
-  return Math.round(value * scale) / scale
-}
-
-function integerArg(text: string, name: string, min: number): number {
-  const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < min) {
-    log(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(text)}`)
-    process.exit(2)
-  }
-  return value
 }
 
 await main()

@@ -26,12 +26,9 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type * as Client from '@velosync/client'
-import {
-  clusteredEmbeddings,
-  sampleMetadata,
-  type SampleMetadata,
-} from '@velosync/testkit'
 import Database from 'better-sqlite3'
+import { integerArg } from './lib/args.js'
+import { benchDocuments, type BenchDocument } from './lib/documents.js'
 import { summarize } from './lib/stats.js'
 
 type Synchronous = 'full' | 'normal'
@@ -95,7 +92,12 @@ removeAbandonedWorkDirs()
 const workDir = mkdtempSync(join(tmpdir(), `${WORK_DIR_PREFIX}${process.pid}-`))
 try {
   log(`generating ${docCount + WARMUP_PUTS + putCount} documents, ${dims}-d`)
-  const documents = makeDocuments(Math.max(docCount, WARMUP_PUTS + putCount))
+  const documents = benchDocuments({
+    count: Math.max(docCount, WARMUP_PUTS + putCount),
+    dims,
+    seed: 1,
+    idDigits: 7,
+  })
   const batch = documents.slice(0, docCount)
   const rows: Row[] = []
   for (const synchronous of ['full', 'normal'] as const) {
@@ -109,22 +111,6 @@ try {
   else printTable(rows)
 } finally {
   rmSync(workDir, { recursive: true, force: true })
-}
-
-interface BenchDocument {
-  readonly id: string
-  readonly vector: Float32Array
-  readonly metadata: SampleMetadata
-}
-
-/** Clustered unit vectors with ~200 characters of text and a few fields each. */
-function makeDocuments(count: number): BenchDocument[] {
-  const embeddings = clusteredEmbeddings({ count, dims, seed: 1 })
-  return Array.from({ length: count }, (_, i) => ({
-    id: `doc-${String(i).padStart(7, '0')}`,
-    vector: embeddings.row(i),
-    metadata: sampleMetadata(i, embeddings.clusterOf[i] as number),
-  }))
 }
 
 /** A fresh, empty store file for one run; the caller closes the store. */
@@ -353,15 +339,6 @@ function printTable(rows: readonly Row[]): void {
   process.stdout.write(
     '\ndocs/s: putMany = docs / median time; put = 1000 / mean latency (one writer, one document per commit)\n',
   )
-}
-
-function integerArg(value: string, name: string, min: number): number {
-  const parsed = Number(value)
-  if (!Number.isSafeInteger(parsed) || parsed < min) {
-    log(`${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`)
-    process.exit(2)
-  }
-  return parsed
 }
 
 /**

@@ -41,6 +41,9 @@ export { nodeSha256 } from './sha256.js'
 export {
   SyncClient,
   type ConflictEvent,
+  type LiveConnectedEvent,
+  type LiveDisconnectedEvent,
+  type LiveState,
   type StartSyncOptions,
   type SyncClientOptions,
   type SyncRoundResult,

@@ -168,6 +168,7 @@ export {
   type StoreCollection,
   type StoredDocument,
 } from './ports/server-store-rules.js'
+export type { ChangeSignal, HeadChange } from './ports/change-signal.js'
 export { PROTOCOL_VERSION } from './protocol/protocol-version.js'
 export {
   CollectionSpecSchema,

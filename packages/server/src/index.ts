@@ -19,6 +19,8 @@
  */
 export {
   DEFAULT_CONFLICTS_LIMIT,
+  DEFAULT_LIVE_HEARTBEAT_MS,
+  DEFAULT_LIVE_MIN_INTERVAL_MS,
   DEFAULT_MAX_BODY_BYTES,
   DEFAULT_TOMBSTONE_RETENTION_MS,
   GC_INTERVAL_MS,
@@ -30,4 +32,5 @@ export {
   type SyncServerLogger,
   type SyncServerOptions,
 } from './sync-server.js'
+export { InProcessChangeSignal } from './in-process-change-signal.js'
 export { createToken, hashToken } from './tokens.js'

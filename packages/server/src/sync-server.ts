@@ -15,6 +15,7 @@ import {
   negotiate,
   verifyContentDigest,
   wireErrorCode,
+  type ChangeSignal,
   type CollectionSchema,
   type ConflictResolver,
   type ErrorBody,
@@ -24,13 +25,15 @@ import {
   type SyncRequest,
   type WireFormat,
 } from '@velosync/core'
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
+import { streamSSE } from 'hono/streaming'
 import {
   acceptsGzip,
   decodeContentEncoding,
   gzipBody,
   readBody,
 } from './http-body.js'
+import { InProcessChangeSignal } from './in-process-change-signal.js'
 import { nodeSha256 } from './node-sha256.js'
 import { hashToken } from './tokens.js'
 
@@ -48,6 +51,16 @@ export const DEFAULT_CONFLICTS_LIMIT = 100
 export const MAX_CONFLICTS_LIMIT = 1000
 /** What a `storage_failure` response tells the client to wait before retrying. */
 const STORAGE_RETRY_AFTER_MS = 1000
+/**
+ * Default {@link SyncServerOptions.liveHeartbeatMs}: 15 s, below the idle timeouts of
+ * common proxies and load balancers (nginx 60 s, AWS ALB 60 s).
+ */
+export const DEFAULT_LIVE_HEARTBEAT_MS = 15_000
+/**
+ * Default {@link SyncServerOptions.liveMinIntervalMs}: the first change of a burst goes out
+ * at once, the rest of the burst waits for at most this long and goes out as one event.
+ */
+export const DEFAULT_LIVE_MIN_INTERVAL_MS = 20
 
 /**
  * The subset of a pino logger the server calls (pino itself fits).
@@ -91,6 +104,16 @@ export interface SyncServerOptions {
   readonly clock?: () => number
   /** Where requests, failures and garbage collections are logged. Default: nowhere. */
   readonly logger?: SyncServerLogger
+  /**
+   * Carries "the head moved" from pushes to the live streams (`GET /v1/events`) of every
+   * server process sharing the store. Default: an {@link InProcessChangeSignal} (one
+   * process, e.g. on SQLite); its owner, not the server, releases a signal passed here.
+   */
+  readonly changeSignal?: ChangeSignal
+  /** How often each live stream gets a comment line, so that proxies keep it open. Default 15 000. */
+  readonly liveHeartbeatMs?: number
+  /** Shortest pause between two events of one live stream (bursts coalesce). Default 20. */
+  readonly liveMinIntervalMs?: number
 }
 
 /**
@@ -104,8 +127,9 @@ export interface SyncServer {
   /**
    * Listens on `port` (0: any free port) of `host` (default `127.0.0.1`).
    *
-   * @returns the bound port and a `close()` that stops listening and waits for a
-   *   running garbage collection. The store stays open: its owner closes it.
+   * @returns the bound port and a `close()` that ends the open live streams, stops
+   *   listening and waits for a running garbage collection. The store stays open: its
+   *   owner closes it.
    */
   listen(options: {
     port: number
@@ -121,6 +145,8 @@ interface Call {
   /** The request body's encoding (JSON on routes without a body). */
   readonly format: WireFormat
   readonly responseFormat: WireFormat
+  /** Hono's context of the request (streaming responses need it). */
+  readonly context: Context
   param(name: string): string
 }
 
@@ -171,6 +197,29 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   const clock = options.clock ?? Date.now
   const logger = options.logger ?? silentLogger
   const openMode = options.auth.mode === 'open'
+  const heartbeatMs = options.liveHeartbeatMs ?? DEFAULT_LIVE_HEARTBEAT_MS
+  if (!Number.isSafeInteger(heartbeatMs) || heartbeatMs < 1) {
+    throw invalidArgument('liveHeartbeatMs must be a positive integer')
+  }
+  const minIntervalMs =
+    options.liveMinIntervalMs ?? DEFAULT_LIVE_MIN_INTERVAL_MS
+  if (!Number.isSafeInteger(minIntervalMs) || minIntervalMs < 0) {
+    throw invalidArgument('liveMinIntervalMs must be a non-negative integer')
+  }
+  const changeSignal =
+    options.changeSignal ??
+    new InProcessChangeSignal({
+      onListenerError: (error) =>
+        logger.error({ err: error }, 'a live stream listener failed'),
+    })
+  /** Ends every open live stream (by resolving what keeps its handler waiting). */
+  const liveStreams = new Set<() => void>()
+  /**
+   * Set while a listener closes: no stream may open (it would hold the close open), and
+   * every answer closes its connection, or a client that keeps a keep-alive connection
+   * busy (a live channel retrying, say) would hold the close open just as well.
+   */
+  let closing = false
 
   let lastGcAtMs = Number.NEGATIVE_INFINITY
   let gcRunning: Promise<void> | undefined
@@ -308,6 +357,15 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
       ...(options.resolver === undefined ? {} : { resolver: options.resolver }),
     })
     if (sync.push.length > 0) maybeCollectGarbage()
+    if (pushed.results.some((result) => result.seq !== undefined)) {
+      // Not awaited: the live channel is a hint, and the device that pushed waits for its
+      // answer, not for the others to be told.
+      changeSignal
+        .publish({ head: pushed.head, deviceId })
+        .catch((error: unknown) =>
+          logger.warn({ err: error }, 'announcing a new head failed'),
+        )
+    }
     const pulled = await store.pull(
       replica,
       sync.cursor,
@@ -421,6 +479,90 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     return respond(request, 200, { collections, conflicts }, responseFormat)
   }
 
+  /**
+   * `GET /v1/events`: a server-sent event stream announcing the head (docs/PROTOCOL.md).
+   *
+   * The first event is the head when the stream opens, so a device that reconnects
+   * learns at once whether it missed something. After that, every change from another
+   * device's push that moves the head past what this stream last sent is announced; the
+   * first of a burst at once, the rest coalesced into one event per `liveMinIntervalMs`.
+   */
+  async function handleEvents(call: Call): Promise<Response> {
+    const { deviceId, context } = call
+    const refuseWhileClosing = (): void => {
+      if (closing) {
+        throw new VeloSyncError(
+          'unavailable',
+          'this server is shutting down; reconnect (to another process, or later)',
+        )
+      }
+    }
+    refuseWhileClosing()
+    let sent = 0
+    let pending = 0
+    let lastSentAt = Number.NEGATIVE_INFINITY
+    let flushTimer: ReturnType<typeof setTimeout> | undefined
+    let send: ((head: number) => void) | undefined
+    const flush = (): void => {
+      flushTimer = undefined
+      if (pending <= sent || send === undefined) return
+      sent = pending
+      lastSentAt = performance.now()
+      send(sent)
+    }
+    // Subscribed before the head is read: a push committing in between is not missed.
+    const unsubscribe = changeSignal.subscribe((change) => {
+      // The pusher learnt everything from its push response (DESIGN 6).
+      if (change.deviceId === deviceId || change.head <= pending) return
+      pending = change.head
+      if (flushTimer !== undefined || send === undefined) return
+      const waitMs = lastSentAt + minIntervalMs - performance.now()
+      if (waitMs <= 0) flush()
+      else flushTimer = setTimeout(flush, waitMs)
+    })
+    let head: number
+    try {
+      head = await store.head()
+      // A close that began meanwhile could not end this stream: it is not registered yet.
+      refuseWhileClosing()
+    } catch (error) {
+      unsubscribe()
+      throw error
+    }
+    pending = Math.max(pending, head)
+    // Proxies such as nginx buffer responses unless told not to.
+    context.header('X-Accel-Buffering', 'no')
+    const response = streamSSE(context, async (stream) => {
+      let end!: () => void
+      const ended = new Promise<void>((resolve) => {
+        end = resolve
+      })
+      liveStreams.add(end)
+      stream.onAbort(end)
+      const heartbeat = setInterval(() => {
+        void stream.write(': keep-alive\n\n')
+      }, heartbeatMs)
+      send = (value) => {
+        void stream.writeSSE({ event: 'head', data: String(value) })
+      }
+      try {
+        // Not throttled: a change right after the opening head still goes out at once.
+        sent = pending
+        send(sent)
+        await ended
+      } finally {
+        liveStreams.delete(end)
+        unsubscribe()
+        clearInterval(heartbeat)
+        clearTimeout(flushTimer)
+      }
+    })
+    // A stream has its connection to itself: when it ends, the connection goes too, instead
+    // of idling in keep-alive and holding a closing listener open until it times out.
+    response.headers.set('connection', 'close')
+    return response
+  }
+
   /** Encodes, gzips when it pays and is accepted, and signs a response body. */
   async function respond(
     request: Request,
@@ -511,9 +653,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     kind: { auth: boolean; body: boolean },
     handler: (call: Call) => Promise<Response>,
   ) {
-    return async (c: {
-      req: { raw: Request; param(name: string): string | undefined }
-    }): Promise<Response> => {
+    return async (c: Context): Promise<Response> => {
       const request = c.req.raw
       const contentType = request.headers.get('content-type')
       const accept = request.headers.get('accept')
@@ -538,6 +678,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
           deviceId,
           format,
           responseFormat,
+          context: c,
           param: (name) => c.req.param(name) ?? '',
         })
       } catch (error) {
@@ -565,6 +706,10 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     route({ auth: true, body: false }, (call) => handleConflicts(call)),
   )
   app.get(
+    '/v1/events',
+    route({ auth: true, body: false }, (call) => handleEvents(call)),
+  )
+  app.get(
     '/v1/health',
     route({ auth: false, body: false }, async (call) =>
       respond(
@@ -587,8 +732,11 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   )
   app.onError((error, c) => respondError(c.req.raw, error, 'json'))
 
-  const fetch = async (request: Request): Promise<Response> =>
-    app.fetch(request)
+  const fetch = async (request: Request): Promise<Response> => {
+    const response = await app.fetch(request)
+    if (closing) response.headers.set('connection', 'close')
+    return response
+  }
 
   return {
     fetch,
@@ -601,12 +749,17 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
         server.once('error', reject)
         server.listen(port, host, () => {
           server.off('error', reject)
+          closing = false
           const bound = (server.address() as AddressInfo).port
           logger.info({ host, port: bound }, 'sync server listening')
           resolve({
             port: bound,
             close: () =>
               new Promise<void>((done, fail) => {
+                // Open streams would hold close() open forever; ending them tells their
+                // devices to reconnect (to another process, or to this one restarted).
+                closing = true
+                for (const end of liveStreams) end()
                 server.close((error) => {
                   const finish = (): void => {
                     if (error === undefined) done()

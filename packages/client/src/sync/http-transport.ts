@@ -16,6 +16,7 @@ import {
   type SyncResponse,
   type WireFormat,
 } from '@velosync/core'
+import { createParser } from 'eventsource-parser'
 import { Agent, request as httpRequest } from 'undici'
 import { nodeSha256 } from '../sha256.js'
 import type { SyncTransport } from './sync-transport.js'
@@ -37,9 +38,21 @@ export interface HttpTransportOptions {
   readonly compress?: boolean
   /** Per-request timeout. Default 30 000 ms. */
   readonly timeoutMs?: number
+  /**
+   * The live channel ({@link HttpTransport.heads}) counts as broken after this long
+   * without a byte. Default 45 000 ms: three of the server's 15 s heartbeats.
+   */
+  readonly liveTimeoutMs?: number
 }
 
 const COMPRESS_ABOVE_BYTES = 1024
+/** The media type of the live channel (server-sent events). */
+const EVENT_STREAM = 'text/event-stream'
+/**
+ * Most characters of one event the live channel buffers: a head event is a few dozen, so
+ * anything near this is a broken or hostile stream, not a reason to grow memory.
+ */
+const MAX_EVENT_CHARS = 64 * 1024
 
 /**
  * A {@link SyncTransport} over HTTP/1.1 (undici).
@@ -55,7 +68,10 @@ export class HttpTransport implements SyncTransport {
   readonly #format: WireFormat
   readonly #compress: boolean
   readonly #timeoutMs: number
+  readonly #liveTimeoutMs: number
   readonly #agent = new Agent({ keepAliveTimeout: 30_000 })
+  /** The live stream holds its connection for as long as it runs: not one of the sync pool's. */
+  readonly #liveAgent = new Agent()
 
   constructor(options: HttpTransportOptions) {
     let base: URL
@@ -86,6 +102,7 @@ export class HttpTransport implements SyncTransport {
     this.#format = format
     this.#compress = options.compress ?? format === 'json'
     this.#timeoutMs = options.timeoutMs ?? 30_000
+    this.#liveTimeoutMs = options.liveTimeoutMs ?? 45_000
     this.#headers = {
       accept: MEDIA_TYPES[format],
       // Same reasoning as for requests: gzip pays for base64 text, not for raw float bytes.
@@ -124,9 +141,107 @@ export class HttpTransport implements SyncTransport {
     )
   }
 
-  /** Closes pooled connections. */
+  /**
+   * The live channel: `GET /v1/events`, a stream of server-sent `head` events
+   * (docs/PROTOCOL.md). See {@link SyncTransport.heads}.
+   *
+   * @throws `unauthorized` and the server's other codes when it refuses the stream;
+   *   `unavailable` when it cannot be reached, answers something else than an event
+   *   stream, or the stream breaks or stays silent for `liveTimeoutMs`;
+   *   `malformed_body` for a head that is not a seq.
+   */
+  async *heads(
+    options: { readonly signal?: AbortSignal } = {},
+  ): AsyncGenerator<number, void, undefined> {
+    const { signal } = options
+    const url = new URL('/v1/events', this.#base)
+    let response: Awaited<ReturnType<typeof httpRequest>>
+    try {
+      response = await httpRequest(url, {
+        method: 'GET',
+        headers: {
+          ...this.#headers,
+          accept: EVENT_STREAM,
+          'accept-encoding': 'identity',
+        },
+        dispatcher: this.#liveAgent,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#liveTimeoutMs,
+        ...(signal === undefined ? {} : { signal }),
+      })
+    } catch (cause) {
+      if (signal?.aborted === true) return
+      throw this.#unreachable(cause)
+    }
+    try {
+      if (response.statusCode !== 200) {
+        await this.#checkedBody(response)
+        throw new VeloSyncError(
+          'internal',
+          `GET /v1/events answered ${response.statusCode} instead of a stream`,
+        )
+      }
+      if (
+        headerOf(response.headers, 'content-type')?.startsWith(EVENT_STREAM) !==
+        true
+      ) {
+        throw new VeloSyncError(
+          'unavailable',
+          `GET /v1/events at ${this.#base.origin} answered ${describe(headerOf(response.headers, 'content-type') ?? 'no Content-Type')} instead of ${EVENT_STREAM} (a proxy in between?)`,
+        )
+      }
+      const heads: number[] = []
+      let broken: VeloSyncError | undefined
+      const parser = createParser({
+        maxBufferSize: MAX_EVENT_CHARS,
+        onEvent: (event) => {
+          // Other event types are for newer clients: ignored, as SSE intends.
+          if (event.event !== 'head') return
+          const head = /^\d{1,16}$/.test(event.data) ? Number(event.data) : NaN
+          if (Number.isSafeInteger(head)) heads.push(head)
+          else
+            broken ??= new VeloSyncError(
+              'malformed_body',
+              `the live channel announced head ${describe(event.data)}, not a seq`,
+            )
+        },
+        onError: (error) => {
+          // Unknown fields and bad retry values are skipped, as SSE intends; only a
+          // runaway event ends the stream.
+          if (error.type === 'max-buffer-size-exceeded')
+            broken ??= new VeloSyncError(
+              'malformed_body',
+              `the live channel sent an event over ${MAX_EVENT_CHARS} characters`,
+            )
+        },
+      })
+      const decoder = new TextDecoder()
+      try {
+        for await (const chunk of response.body) {
+          parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }))
+          if (broken !== undefined) throw broken
+          yield* heads.splice(0)
+        }
+      } catch (cause) {
+        if (signal?.aborted === true) return
+        if (cause === broken) throw cause
+        throw new VeloSyncError(
+          'unavailable',
+          `the live channel from ${this.#base.origin} broke: ${(cause as Error).message}`,
+          { cause },
+        )
+      }
+    } finally {
+      // Ends the request when the caller stops early (break, return, throw). The error
+      // that destroying an unread body raises is this call's own doing, as in undici's
+      // own dump(): an 'error' event without a listener would crash the process.
+      response.body.on('error', () => undefined).destroy()
+    }
+  }
+
+  /** Closes pooled connections, and with them a running live stream. */
   async close(): Promise<void> {
-    await this.#agent.close()
+    await Promise.all([this.#agent.close(), this.#liveAgent.destroy()])
   }
 
   /** POSTs a body; returns the verified, decompressed response body of a 2xx answer. */
@@ -156,12 +271,23 @@ export class HttpTransport implements SyncTransport {
       })
     } catch (cause) {
       signal?.throwIfAborted()
-      throw new VeloSyncError(
-        'unavailable',
-        `cannot reach the VeloSync server at ${this.#base.origin}: ${(cause as Error).message}`,
-        { cause },
-      )
+      throw this.#unreachable(cause)
     }
+    return this.#checkedBody(response)
+  }
+
+  #unreachable(cause: unknown): VeloSyncError {
+    return new VeloSyncError(
+      'unavailable',
+      `cannot reach the VeloSync server at ${this.#base.origin}: ${(cause as Error).message}`,
+      { cause },
+    )
+  }
+
+  /** The verified, decompressed body of a 2xx answer; the server's error otherwise. */
+  async #checkedBody(
+    response: Awaited<ReturnType<typeof httpRequest>>,
+  ): Promise<Uint8Array> {
     const raw = new Uint8Array(await response.body.arrayBuffer())
     if (response.statusCode === 204) return raw
     verifyContentDigest(

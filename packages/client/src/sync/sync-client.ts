@@ -4,14 +4,21 @@
  * ```
  *            startSync()                 sync() resolves
  *   stopped ───────────► idle ──timer──► syncing ─────────────► idle (timer: intervalMs)
- *      ▲                  ▲                 │ rejects
- *      │ stopSync()       └──── timer ──── backoff (min·2^failures, ±50 % jitter, ≤ max)
+ *      ▲                  ▲  ▲              │ rejects
+ *      │ stopSync()       │  └─ a head beyond the cursor (live channel): timer 0
+ *      │                  └──── timer ──── backoff (min·2^failures, ±50 % jitter, ≤ max)
  * ```
  *
  * One round = as many round trips as it takes to empty the outbox and reach the server's
  * head: each takes a batch (compacted), pushes it and pulls in the same request, then
  * applies the answer in one local transaction. A failure re-arms the timer by itself: the
  * loop never waits for the next local write to retry.
+ *
+ * Live mode runs a second loop beside the timer: it holds the server's event stream open
+ * (`SyncTransport.heads`), and a head beyond the cursor fires the timer at once. While the
+ * stream is up, a timer tick runs a round only to push local writes (or, once per
+ * liveIntervalMs, as a safety net): others' writes are announced. While it is down the
+ * timer polls as without live mode, and the stream reconnects with the round backoff.
  */
 import {
   PROTOCOL_VERSION,
@@ -49,6 +56,19 @@ export interface StartSyncOptions {
   readonly minBackoffMs?: number
   /** Longest retry delay. Default 60 000. */
   readonly maxBackoffMs?: number
+  /**
+   * Also listen to the server's live channel and sync as soon as it announces a head
+   * beyond this device's cursor. Needs a transport with `heads` (HttpTransport has it).
+   * The stream's open connection keeps a Node process alive: call {@link
+   * SyncClient.stopSync} before exiting. Default false.
+   */
+  readonly live?: boolean
+  /**
+   * While the live channel is connected, a timer tick with nothing to push skips its round
+   * unless this long has passed since the last one: a safety net for an announcement lost
+   * between server processes. Default 60 000.
+   */
+  readonly liveIntervalMs?: number
 }
 
 /** What one {@link SyncClient.sync} call did. */
@@ -80,6 +100,24 @@ export interface ConflictEvent {
 
 export type SyncState = 'stopped' | 'idle' | 'syncing' | 'backoff'
 
+/**
+ * The live channel: `off` (not asked for), `connecting` (opening it, or waiting to reopen
+ * it after it dropped; the loop polls meanwhile) or `connected`.
+ */
+export type LiveState = 'off' | 'connecting' | 'connected'
+
+/** The live channel opened. */
+export interface LiveConnectedEvent {
+  /** The server's head when the stream opened. */
+  readonly head: number
+}
+
+/** The live channel dropped, or could not be opened; the loop polls and retries it. */
+export interface LiveDisconnectedEvent {
+  /** Why; `undefined` when the server ended the stream (it shuts down, for one). */
+  readonly error: Error | undefined
+}
+
 /** A snapshot for status displays. */
 export interface SyncStatus {
   readonly state: SyncState
@@ -89,12 +127,16 @@ export interface SyncStatus {
   readonly lastSyncAtMs: number | undefined
   readonly lastError: Error | undefined
   readonly consecutiveFailures: number
+  /** Whether the live channel is connected (`startSync({ live: true })`). */
+  readonly live: LiveState
 }
 
 interface Events {
   synced: SyncRoundResult
   conflict: ConflictEvent
   error: Error
+  liveConnected: LiveConnectedEvent
+  liveDisconnected: LiveDisconnectedEvent
 }
 
 /** Round trips one round may take before it stops (a runaway-loop guard, not a limit in practice). */
@@ -104,7 +146,10 @@ const MAX_REQUESTS_PER_ROUND = 100_000
  * Synchronizes a {@link LocalStore} with a VeloSync server.
  *
  * @remarks
- * - One push is in flight at a time: concurrent `sync()` calls share the running round.
+ * - One round runs at a time. A `sync()` call made while one runs gets the next round,
+ *   queued behind it and shared by every call made meanwhile: the running round may be past
+ *   its last push, and a resolved `sync()` means that every write made before the call was
+ *   pushed (or that the round failed).
  * - An outbox entry leaves the log only after the server's answer says it committed it;
  *   the answer, its pulled changes and the new cursor are applied in one transaction.
  * - `lsn_reused` (the store was restored from a backup) starts a new epoch and retries;
@@ -117,6 +162,7 @@ const MAX_REQUESTS_PER_ROUND = 100_000
  * sync.on('conflict', (c) => console.log(c.id, c.outcome))
  * await sync.sync()                      // one round now
  * sync.startSync({ intervalMs: 10_000 }) // and keep going
+ * sync.startSync({ live: true })         // or: sync whenever the server says there is news
  * ```
  */
 export class SyncClient {
@@ -132,14 +178,32 @@ export class SyncClient {
     synced: new Set(),
     conflict: new Set(),
     error: new Set(),
+    liveConnected: new Set(),
+    liveDisconnected: new Set(),
   }
   #round: Promise<SyncRoundResult> | undefined
+  /** The round queued behind the running one (see `sync()`), and what starts it. */
+  #queued:
+    | { readonly round: Promise<SyncRoundResult>; readonly start: () => void }
+    | undefined
   #state: SyncState = 'stopped'
   #timer: ReturnType<typeof setTimeout> | undefined
   #loop: Required<StartSyncOptions> | undefined
   #lastSyncAtMs: number | undefined
   #lastError: Error | undefined
   #failures = 0
+  #liveState: LiveState = 'off'
+  /** Stops the live loop; set while it runs. */
+  #liveAbort: AbortController | undefined
+  #liveTask: Promise<void> | undefined
+  /** The newest head the live channel announced. */
+  #announcedHead = 0
+  /**
+   * The announced head when the latest round started: that round pulls past it, so an
+   * announcement up to it needs no other round (even when tombstone collection keeps the
+   * cursor below the head for good).
+   */
+  #coveredHead = 0
 
   constructor(store: LocalStore, options: SyncClientOptions) {
     if (typeof options?.transport?.sync !== 'function') {
@@ -175,18 +239,51 @@ export class SyncClient {
     return () => listeners.delete(listener)
   }
 
-  /** Runs one round now (or joins the one running). */
+  /**
+   * Runs one round now or, while one runs, right after it (joining a round already queued
+   * there). When it resolves, every write made before the call has been pushed.
+   */
   sync(
     options: { readonly signal?: AbortSignal } = {},
   ): Promise<SyncRoundResult> {
-    this.#round ??= this.#runRound(options.signal).finally(() => {
-      this.#round = undefined
-    })
-    return this.#round
+    if (this.#round === undefined) return this.#startRound(options.signal)
+    if (this.#queued === undefined) {
+      let start!: () => void
+      const round = new Promise<SyncRoundResult>((resolve) => {
+        start = () => resolve(this.#startRound(options.signal))
+      })
+      this.#queued = { round, start }
+    }
+    return this.#queued.round
   }
 
-  /** Keeps syncing in the background until {@link stopSync}. Errors go to `error` listeners. */
+  #startRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
+    const round = this.#runRound(signal).finally(() => {
+      // The queued round starts in the same step, so that no call in between sees no
+      // round running and starts a second one beside it.
+      this.#round = undefined
+      const queued = this.#queued
+      this.#queued = undefined
+      queued?.start()
+    })
+    this.#round = round
+    return round
+  }
+
+  /**
+   * Keeps syncing in the background until {@link stopSync}. Errors go to `error` listeners.
+   * Calling it again changes the options of the running loop.
+   *
+   * @throws `invalid_argument` for a bad option, or `live` with a transport that has no
+   *   live channel.
+   */
   startSync(options: StartSyncOptions = {}): void {
+    const live = options.live ?? false
+    if (live && typeof this.#transport.heads !== 'function') {
+      throw invalidArgument(
+        'live: true needs a transport with a live channel (heads()), such as HttpTransport',
+      )
+    }
     const loop = {
       intervalMs: positiveInteger(options.intervalMs ?? 5000, 'intervalMs'),
       minBackoffMs: positiveInteger(
@@ -197,20 +294,29 @@ export class SyncClient {
         options.maxBackoffMs ?? 60_000,
         'maxBackoffMs',
       ),
+      live,
+      liveIntervalMs: positiveInteger(
+        options.liveIntervalMs ?? 60_000,
+        'liveIntervalMs',
+      ),
     }
     if (loop.maxBackoffMs < loop.minBackoffMs) {
       throw invalidArgument('maxBackoffMs must be at least minBackoffMs')
     }
     this.#loop = loop
     if (this.#state === 'stopped') this.#schedule(0, 'idle')
+    if (live && this.#liveAbort === undefined) this.#startLive()
+    else if (!live) void this.#stopLive()
   }
 
-  /** Stops the loop and waits for a running round to finish. */
+  /** Stops the loop (and the live channel) and waits for running and queued rounds. */
   async stopSync(): Promise<void> {
     this.#loop = undefined
     clearTimeout(this.#timer)
     this.#state = 'stopped'
-    await this.#round?.catch(() => undefined)
+    await this.#stopLive()
+    // A round queued behind the running one starts when it ends: wait for that one too.
+    while (this.#round !== undefined) await this.#round.catch(() => undefined)
   }
 
   status(): SyncStatus {
@@ -221,7 +327,102 @@ export class SyncClient {
       lastSyncAtMs: this.#lastSyncAtMs,
       lastError: this.#lastError,
       consecutiveFailures: this.#failures,
+      live: this.#liveState,
     }
+  }
+
+  #startLive(): void {
+    const controller = new AbortController()
+    this.#liveAbort = controller
+    this.#liveState = 'connecting'
+    this.#liveTask = this.#runLive(controller.signal)
+  }
+
+  /**
+   * Stops the live loop. The state is `off` at once: a loop that is still winding down
+   * touches nothing once aborted, so a live loop started right after cannot be confused
+   * with it.
+   */
+  async #stopLive(): Promise<void> {
+    const task = this.#liveTask
+    this.#liveAbort?.abort()
+    this.#liveAbort = undefined
+    this.#liveTask = undefined
+    this.#liveState = 'off'
+    await task
+  }
+
+  /** Holds the live channel open, reopening it with backoff, until `signal` aborts. */
+  async #runLive(signal: AbortSignal): Promise<void> {
+    const heads = (
+      this.#transport.heads as NonNullable<SyncTransport['heads']>
+    ).bind(this.#transport)
+    let failures = 0
+    while (!signal.aborted) {
+      let error: Error | undefined
+      try {
+        for await (const head of heads({ signal })) {
+          if (signal.aborted) break
+          if (this.#liveState !== 'connected') {
+            this.#liveState = 'connected'
+            failures = 0
+            this.#emit('liveConnected', { head })
+          }
+          this.#announce(head)
+        }
+      } catch (caught) {
+        error = caught instanceof Error ? caught : new Error(String(caught))
+      }
+      if (signal.aborted) break
+      // Announcements may be missed from now on: timer ticks poll until the stream is back.
+      this.#liveState = 'connecting'
+      this.#emit('liveDisconnected', { error })
+      await abortableDelay(this.#backoffMs(++failures), signal)
+    }
+  }
+
+  /** A head from the live channel: sync now if it is news, else just remember it. */
+  #announce(head: number): void {
+    this.#announcedHead = Math.max(this.#announcedHead, head)
+    if (this.#state === 'idle' && this.#hasNews()) this.#schedule(0, 'idle')
+  }
+
+  /** Whether an announced head asks for a round that no round started since has covered. */
+  #hasNews(): boolean {
+    return (
+      this.#announcedHead > this.#coveredHead &&
+      this.#announcedHead > this.#store.syncCursor
+    )
+  }
+
+  /**
+   * Whether a timer tick can skip its round: the live channel is up and announced nothing
+   * new, there is nothing to push, and the last round is less than liveIntervalMs old.
+   */
+  #canSkipRound(loop: Required<StartSyncOptions>): boolean {
+    if (
+      this.#liveState !== 'connected' ||
+      this.#hasNews() ||
+      this.#lastSyncAtMs === undefined ||
+      this.#now() - this.#lastSyncAtMs >= loop.liveIntervalMs
+    ) {
+      return false
+    }
+    try {
+      return this.#store.outbox.size === 0
+    } catch {
+      // A closed or failing store: let the round run, so that its error is reported.
+      return false
+    }
+  }
+
+  /** Exponential backoff with ±50 % jitter (see the diagram above). */
+  #backoffMs(failures: number): number {
+    const loop = this.#loop
+    if (loop === undefined) return 0
+    const exponential = loop.minBackoffMs * 2 ** Math.min(failures - 1, 30)
+    const capped = Math.min(loop.maxBackoffMs, exponential)
+    return Math.round(capped * (0.5 + this.#random() / 2))
   }
 
   #schedule(delayMs: number, state: SyncState): void {
@@ -233,24 +434,22 @@ export class SyncClient {
   }
 
   async #tick(): Promise<void> {
-    if (this.#loop === undefined) return
+    const loop = this.#loop
+    if (loop === undefined) return
     this.#state = 'syncing'
     try {
-      await this.sync()
+      if (!this.#canSkipRound(loop)) await this.sync()
       if (this.#loop !== undefined)
-        this.#schedule(this.#loop.intervalMs, 'idle')
+        this.#schedule(this.#hasNews() ? 0 : this.#loop.intervalMs, 'idle')
     } catch {
       // Already recorded and reported by #runRound; back off and try again by ourselves.
-      const loop = this.#loop
-      if (loop === undefined) return
-      const exponential =
-        loop.minBackoffMs * 2 ** Math.min(this.#failures - 1, 30)
-      const capped = Math.min(loop.maxBackoffMs, exponential)
-      this.#schedule(Math.round(capped * (0.5 + this.#random() / 2)), 'backoff')
+      if (this.#loop === undefined) return
+      this.#schedule(this.#backoffMs(this.#failures), 'backoff')
     }
   }
 
   async #runRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
+    this.#coveredHead = this.#announcedHead
     try {
       const result = await this.#exchange(signal)
       this.#lastSyncAtMs = this.#now()
@@ -449,6 +648,20 @@ export class SyncClient {
       }
     }
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; never keeps a process alive. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms)
+    timer.unref?.()
+    signal.addEventListener('abort', done, { once: true })
+    function done(): void {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+  })
 }
 
 /** Specs of the collections a batch names (the server creates unknown ones). */

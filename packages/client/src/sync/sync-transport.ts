@@ -19,4 +19,16 @@ export interface SyncTransport {
     request: { readonly epoch: string; readonly cursor: number },
     options?: { readonly signal?: AbortSignal },
   ): Promise<void>
+  /**
+   * Opens the server's live channel (`GET /v1/events`) and yields every head it announces:
+   * first the head when the stream opened, then newer ones as other devices push. Optional:
+   * a transport without it cannot run `startSync({ live: true })`.
+   *
+   * @remarks
+   * The iteration ends when the server ends the stream (e.g. it shuts down) or `signal`
+   * aborts, and throws when the stream cannot be opened (the server's code, e.g.
+   * `unauthorized`, or `unavailable`) or breaks. Heads are hints (see `ChangeSignal` in
+   * core): a device pulls to learn what changed.
+   */
+  heads?(options?: { readonly signal?: AbortSignal }): AsyncIterable<number>
 }
