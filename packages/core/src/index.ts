@@ -126,6 +126,7 @@ export { topK } from './vector/top-k.js'
 export {
   compareByDefaultRule,
   resolveIncoming,
+  type ClockBound,
   type ConflictResolver,
   type PushOutcome,
   type Resolution,
@@ -156,6 +157,7 @@ export {
   collectionMismatch,
   planPush,
   preparePush,
+  pushClockOf,
   replicaIdOfRef,
   staleCursorError,
   timeMs,
@@ -163,6 +165,7 @@ export {
   type DocumentWrite,
   type FeedRow,
   type PreparedOp,
+  type PushClock,
   type PushPlan,
   type PushState,
   type StoreCollection,

@@ -108,6 +108,12 @@ export const MIGRATIONS: readonly Migration[] = [
     CREATE INDEX vs_device_tokens_device ON vs_device_tokens (device_id);
     `,
   },
+  {
+    version: 2,
+    name: 'effective wall time of stored versions (S13)',
+    // NULL: the version competes with its HLC wall time (stored without a clock bound).
+    sql: 'ALTER TABLE vs_documents ADD COLUMN effective_wall_ms bigint;',
+  },
 ]
 
 /** The schema version this code writes; newer databases are refused rather than misread. */

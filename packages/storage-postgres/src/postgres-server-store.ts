@@ -16,6 +16,7 @@ import {
   normalizeCollectionSchema,
   planPush,
   preparePush,
+  pushClockOf,
   replicaIdOfRef,
   staleCursorError,
   timeMs,
@@ -127,6 +128,7 @@ interface DocumentRow extends VersionRow {
   collection_id: number
   id: string
   hash: Buffer | null
+  effective_wall_ms: number | null
 }
 
 interface PulledRow extends VersionRow {
@@ -292,6 +294,7 @@ export class PostgresServerStore implements ServerStore {
       )
     }
     const nowMs = timeMs(options.nowMs, this.#wallClock, 'nowMs')
+    const clock = pushClockOf(options.maxClockLeadMs, nowMs)
     const resolver = options.resolver
     if (resolver !== undefined && typeof resolver !== 'function') {
       throw invalidArgument(
@@ -349,7 +352,7 @@ export class PostgresServerStore implements ServerStore {
       const documents = new Map<string, DocumentRow>()
       if (fresh.length > 0) {
         const { rows } = await client.query<DocumentRow>(
-          `SELECT d.collection_id, d.id, d.hash, ${versionColumns('d.')}
+          `SELECT d.collection_id, d.id, d.hash, d.effective_wall_ms, ${versionColumns('d.')}
            FROM vs_documents d
            JOIN unnest($1::int4[], $2::text[]) AS k (collection_id, id)
              ON d.collection_id = k.collection_id AND d.id = k.id`,
@@ -375,6 +378,7 @@ export class PostgresServerStore implements ServerStore {
               : {
                   version: rowToVersion(collection.schema, id, row),
                   hash: row.hash,
+                  effectiveMs: row.effective_wall_ms,
                 }
           },
           recordedOpHash: (lsn) => recorded.get(lsn),
@@ -383,6 +387,7 @@ export class PostgresServerStore implements ServerStore {
         },
         resolver,
         sha256,
+        clock,
       )
       await writePush(client, replica, replicaId, plan, nowMs)
       return {
@@ -774,7 +779,8 @@ async function writePush(
   await insertRows(
     client,
     `INSERT INTO vs_documents
-       (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms)`,
+       (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms,
+        effective_wall_ms)`,
     [...last.values()].map((write) => [
       write.seq,
       write.collection.collectionId,
@@ -783,13 +789,15 @@ async function writePush(
       write.hash === null ? null : toBuffer(write.hash),
       write.unchangedFrom,
       nowMs,
+      write.effectiveMs,
     ]),
     `ON CONFLICT (collection_id, id) DO UPDATE SET
        seq = excluded.seq, deleted = excluded.deleted, vector = excluded.vector,
        metadata = excluded.metadata, version_vector = excluded.version_vector,
        hlc_wall = excluded.hlc_wall, hlc_counter = excluded.hlc_counter,
        origin = excluded.origin, hash = excluded.hash,
-       unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms`,
+       unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
+       effective_wall_ms = excluded.effective_wall_ms`,
   )
   await insertRows(
     client,

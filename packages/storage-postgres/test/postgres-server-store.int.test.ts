@@ -174,7 +174,10 @@ describe.skipIf(postgres.url === undefined)(
         )
         return rows
       })
-      expect(versions).toEqual([{ version: 1, name: 'initial schema' }])
+      expect(versions).toEqual([
+        { version: 1, name: 'initial schema' },
+        { version: 2, name: 'effective wall time of stored versions (S13)' },
+      ])
       const error = await rejection(open(schema))
       expect(isVeloSyncError(error, 'storage_failure')).toBe(true)
       expect((error as Error).message).toMatch(/newer than this VeloSync/)

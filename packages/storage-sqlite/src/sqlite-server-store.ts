@@ -16,6 +16,7 @@ import {
   normalizeCollectionSchema,
   planPush,
   preparePush,
+  pushClockOf,
   replicaIdOfRef,
   staleCursorError,
   timeMs,
@@ -165,6 +166,12 @@ const MIGRATIONS: readonly Migration[] = [
   CREATE INDEX vs_device_tokens_device ON vs_device_tokens (device_id);
   `,
   },
+  {
+    version: 2,
+    name: 'effective wall time of stored versions (S13)',
+    // NULL: the version competes with its HLC wall time (stored without a clock bound).
+    sql: 'ALTER TABLE vs_documents ADD COLUMN effective_wall_ms INTEGER;',
+  },
 ]
 
 /** The schema version this code writes; newer files are refused rather than misread. */
@@ -204,6 +211,7 @@ interface VersionRow {
 interface DocumentRow extends VersionRow {
   seq: number
   hash: Uint8Array | null
+  effective_wall_ms: number | null
 }
 
 interface PulledRow extends VersionRow {
@@ -383,6 +391,7 @@ export class SqliteServerStore implements ServerStore {
         )
       }
       const nowMs = this.#now(options.nowMs, 'nowMs')
+      const clock = pushClockOf(options.maxClockLeadMs, nowMs)
       const resolver = options.resolver
       if (resolver !== undefined && typeof resolver !== 'function') {
         throw invalidArgument(
@@ -417,6 +426,7 @@ export class SqliteServerStore implements ServerStore {
               },
               resolver,
               sha256,
+              clock,
             )
             this.#writePush(replica, replicaId, plan, nowMs)
             return {
@@ -733,7 +743,11 @@ export class SqliteServerStore implements ServerStore {
     ) as DocumentRow | undefined
     return row === undefined
       ? undefined
-      : { version: rowToVersion(collection.schema, id, row), hash: row.hash }
+      : {
+          version: rowToVersion(collection.schema, id, row),
+          hash: row.hash,
+          effectiveMs: row.effective_wall_ms,
+        }
   }
 
   /** Writes a planned push, inside its transaction (see `ServerStore` S1–S4). */
@@ -759,6 +773,7 @@ export class SqliteServerStore implements ServerStore {
         write.hash,
         write.unchangedFrom,
         nowMs,
+        write.effectiveMs,
       )
       if (write.loser !== undefined) {
         s.insertConflict.run(
@@ -892,20 +907,22 @@ function prepareStatements(db: Database.Database) {
       'UPDATE vs_collections SET digest = ? WHERE collection_id = ?',
     ),
     selectDocument: db.prepare(
-      `SELECT seq, hash, ${versionColumns()} FROM vs_documents WHERE collection_id = ? AND id = ?`,
+      `SELECT seq, hash, effective_wall_ms, ${versionColumns()} FROM vs_documents WHERE collection_id = ? AND id = ?`,
     ),
     // The document moves to its new seq: seq is the rowid, so this re-files the row in
     // change-log order.
     upsertDocument: db.prepare(
       `INSERT INTO vs_documents
-         (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms,
+          effective_wall_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (collection_id, id) DO UPDATE SET
          seq = excluded.seq, deleted = excluded.deleted, vector = excluded.vector,
          metadata = excluded.metadata, version_vector = excluded.version_vector,
          hlc_wall = excluded.hlc_wall, hlc_counter = excluded.hlc_counter,
          origin = excluded.origin, hash = excluded.hash,
-         unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms`,
+         unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
+         effective_wall_ms = excluded.effective_wall_ms`,
     ),
     // An echo (a row that still holds what replica ?2 pushed) is skipped by the pull, so
     // its bulky columns are not read out: a device pulling right after a push of 10k

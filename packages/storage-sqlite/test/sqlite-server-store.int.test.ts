@@ -172,7 +172,10 @@ describe('SqliteServerStore: the file', () => {
     try {
       expect(
         db.prepare('SELECT version, name FROM vs_schema_migrations').all(),
-      ).toEqual([{ version: 1, name: 'initial schema' }])
+      ).toEqual([
+        { version: 1, name: 'initial schema' },
+        { version: 2, name: 'effective wall time of stored versions (S13)' },
+      ])
       db.prepare(
         'INSERT INTO vs_schema_migrations (version, name, applied_at_ms) VALUES (?, ?, 0)',
       ).run(SERVER_SCHEMA_VERSION + 1, 'from the future')
@@ -203,7 +206,46 @@ describe('SqliteServerStore: the file', () => {
         check
           .prepare('SELECT version, applied_at_ms FROM vs_schema_migrations')
           .all(),
-      ).toEqual([{ version: 1, applied_at_ms: 0 }])
+      ).toEqual([
+        { version: 1, applied_at_ms: 0 },
+        { version: 2, applied_at_ms: 0 },
+      ])
+    } finally {
+      check.close()
+    }
+  })
+
+  it('migrates a schema-1 file to schema 2 (effective wall times) with its data intact', async () => {
+    const first = open()
+    await first.ensureCollection(SCHEMA)
+    await first.push(DEVICE, [op(1, 'x', 1)])
+    const digest = await first.digest('notes')
+    await first.close()
+    const db = new Database(path)
+    db.exec(`ALTER TABLE vs_documents DROP COLUMN effective_wall_ms;
+      DELETE FROM vs_schema_migrations WHERE version = 2;
+      PRAGMA user_version = 1;`)
+    db.close()
+
+    const second = open()
+    expect(await second.digest('notes')).toBe(digest)
+    const pushed = await second.push(DEVICE, [op(2, 'y', 2)], {
+      maxClockLeadMs: 60_000,
+    })
+    expect(pushed.results[0]?.outcome).toBe('applied')
+    await second.close()
+    const check = new Database(path, { readonly: true })
+    try {
+      expect(
+        check
+          .prepare(
+            'SELECT id, effective_wall_ms IS NOT NULL AS bounded FROM vs_documents ORDER BY id',
+          )
+          .all(),
+      ).toEqual([
+        { id: 'x', bounded: 0 },
+        { id: 'y', bounded: 1 },
+      ])
     } finally {
       check.close()
     }

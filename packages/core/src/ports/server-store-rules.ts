@@ -8,6 +8,7 @@
 import { VeloSyncError, invalidArgument, isVeloSyncError } from '../errors.js'
 import {
   resolveIncoming,
+  type ClockBound,
   type ConflictResolver,
   type Resolution,
 } from '../log/resolve.js'
@@ -250,6 +251,11 @@ export interface StoredDocument {
   readonly version: DocumentVersion
   /** Its hash (its digest contribution); `null` for a tombstone. */
   readonly hash: Uint8Array | null
+  /**
+   * The effective wall time it competes with in conflicts (S13), as recorded when it was
+   * stored; `null` or absent: its HLC wall time.
+   */
+  readonly effectiveMs?: number | null
 }
 
 /** What the backend supplies to {@link planPush}, read inside its push transaction. */
@@ -277,6 +283,8 @@ export interface DocumentWrite<C extends StoreCollection> {
   readonly unchangedFrom: ReplicaId | null
   /** Set when a conflict was resolved: the losing version, to record. */
   readonly loser?: DocumentVersion
+  /** The effective wall time to record with the row (S13); `null` without a clock bound. */
+  readonly effectiveMs: number | null
 }
 
 /** The effect of a push, to be written by the backend in the same transaction. */
@@ -300,6 +308,36 @@ export interface PushPlan<C extends StoreCollection> {
   readonly forgetBelowLsn: number | undefined
 }
 
+/** The server's clock for a push with a bounded clock lead (S13). */
+export interface PushClock {
+  /** The time the push is accepted (ms). */
+  readonly nowMs: number
+  /** How far a pushed HLC may lead `nowMs` when it competes in a conflict (ms). */
+  readonly maxLeadMs: number
+}
+
+/**
+ * The {@link PushClock} of a push's options: `undefined` without `maxClockLeadMs`.
+ *
+ * @throws `invalid_argument` unless `maxClockLeadMs` is a non-negative integer.
+ */
+export function pushClockOf(
+  maxClockLeadMs: unknown,
+  nowMs: number,
+): PushClock | undefined {
+  if (maxClockLeadMs === undefined) return undefined
+  if (
+    typeof maxClockLeadMs !== 'number' ||
+    !Number.isSafeInteger(maxClockLeadMs) ||
+    maxClockLeadMs < 0
+  ) {
+    throw invalidArgument(
+      `maxClockLeadMs must be a non-negative integer, got ${describe(maxClockLeadMs)}`,
+    )
+  }
+  return { nowMs, maxLeadMs: maxClockLeadMs }
+}
+
 /**
  * Decides the effect of a validated push (S2 exactly-once, S3 conflict rule, S4 seqs, S8
  * digests) from the state the backend read inside its push transaction. Pure: the backend
@@ -314,6 +352,7 @@ export function planPush<C extends StoreCollection>(
   state: PushState<C>,
   resolver: ConflictResolver | undefined,
   sha256: Sha256,
+  clock?: PushClock,
 ): PushPlan<C> {
   const { appliedLsn } = state
   let head = state.head
@@ -353,7 +392,20 @@ export function planPush<C extends StoreCollection>(
       ? docs.get(id)
       : state.storedDocument(op.collection, id)
     const current = row?.version
-    const resolution = resolve(current, op.version, resolver)
+    const resolution = resolve(
+      current,
+      op.version,
+      resolver,
+      clock === undefined
+        ? undefined
+        : {
+            nowMs: clock.nowMs,
+            maxLeadMs: clock.maxLeadMs,
+            ...(row?.effectiveMs == null
+              ? {}
+              : { currentEffectiveMs: row.effectiveMs }),
+          },
+    )
     const stored = resolution.stored
     if (stored === undefined) {
       results.push(
@@ -377,13 +429,15 @@ export function planPush<C extends StoreCollection>(
     }
     if (row?.hash) digest.remove(row.hash)
     if (storedHash !== null) digest.add(storedHash)
-    docs.set(id, { version: stored, hash: storedHash })
+    const effectiveMs = resolution.storedEffectiveMs ?? null
+    docs.set(id, { version: stored, hash: storedHash, effectiveMs })
     const write = {
       seq,
       collection: op.collection,
       version: stored,
       hash: storedHash,
       unchangedFrom: asPushed ? replicaId : null,
+      effectiveMs,
     }
     if (resolution.loser !== undefined) {
       writes.push({ ...write, loser: resolution.loser })
@@ -485,9 +539,10 @@ function resolve(
   current: DocumentVersion | undefined,
   incoming: DocumentVersion,
   resolver: ConflictResolver | undefined,
+  bound: ClockBound | undefined,
 ): Resolution {
   try {
-    return resolveIncoming(current, incoming, resolver)
+    return resolveIncoming(current, incoming, resolver, bound)
   } catch (error) {
     if (isVeloSyncError(error)) throw error
     throw new VeloSyncError(
