@@ -166,6 +166,15 @@ export interface ServerUpdate {
   }
   /** The new pull cursor. */
   readonly cursor?: number
+  /**
+   * `'deferred'`: commit without waiting for the disk (synchronous NORMAL for this one
+   * transaction), for an update that only adopts server versions and that a later FULL
+   * commit follows before anything is reported to the server (the sync client uses it for
+   * every pull page but the last of a round). A power cut may then take it, and the cursor
+   * with it: the next pull fetches the versions again. Ignored with `confirm` or with
+   * `synchronous: 'normal'`. Default `'full'`: durable when the call returns, like any write.
+   */
+  readonly durability?: 'full' | 'deferred'
 }
 
 /** Result of {@link LocalStore.verify}. */
@@ -806,12 +815,22 @@ export class LocalStore {
     // one query per collection, and from `priors` once this update has written it.
     const documentRows = this.#documentRows
     documentRows.clear()
-    // An update that only adopts server versions need not reach the disk before it returns:
-    // if a power cut takes it, the cursor goes back with the versions and the next pull
-    // fetches them again. So its commit skips the fsync (synchronous NORMAL for this one
-    // transaction); WAL order still makes it durable with the next FULL commit. A confirm
-    // keeps FULL: once the device pushes past a batch, the server may forget its hashes.
-    const relaxed = update.confirm === undefined && this.#synchronous === 'full'
+    if (
+      update.durability !== undefined &&
+      update.durability !== 'full' &&
+      update.durability !== 'deferred'
+    ) {
+      throw invalidArgument(
+        `durability must be 'full' or 'deferred', got ${describe(update.durability)}`,
+      )
+    }
+    // A deferred update skips the fsync (synchronous NORMAL for this one transaction); WAL
+    // order makes it durable with the next FULL commit. A confirm always waits for the
+    // disk: once the device pushes past a batch, the server may forget its hashes.
+    const relaxed =
+      update.durability === 'deferred' &&
+      update.confirm === undefined &&
+      this.#synchronous === 'full'
     if (relaxed) this.#db.pragma('synchronous = NORMAL')
     try {
       this.#run(() =>

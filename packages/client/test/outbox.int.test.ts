@@ -160,8 +160,28 @@ describe('LocalStore.applyRemoteVersions', () => {
         { ...remote('x', 1), versionVector: { a: -1 } },
       ]),
     ).toThrow(/positive integer/)
+    expect(() =>
+      store.applyServerUpdate({
+        versions: [{ collection: 'docs', version: remote('x', 1) }],
+        durability: 'later' as 'deferred',
+      }),
+    ).toThrow(/durability must be 'full' or 'deferred'/)
     expect(store.digest('docs')).toBe(digest)
     expect(store.count('docs')).toBe(0)
+  })
+
+  test('a deferred update is applied like any other', ({ store }) => {
+    store.applyServerUpdate({
+      versions: [{ collection: 'docs', version: remote('d', 1) }],
+      cursor: 7,
+      durability: 'deferred',
+    })
+    expect(store.syncCursor).toBe(7)
+    expect(store.get('docs', 'd')?.metadata).toEqual({
+      from: 'server',
+      seed: 1,
+    })
+    expect(store.verify().ok).toBe(true)
   })
 })
 

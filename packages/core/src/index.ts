@@ -38,9 +38,9 @@ export {
   type Metric,
   type VectorDType,
 } from './model/collection.js'
+// markValidated stays internal: only the codec may vouch for a version.
 export {
   isValidatedFor,
-  markValidated,
   takeParsedMetadata,
 } from './model/validated-version.js'
 export {

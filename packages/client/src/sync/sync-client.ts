@@ -248,13 +248,15 @@ export class SyncClient {
   ): Promise<SyncRoundResult> {
     if (this.#round === undefined) return this.#startRound(options.signal)
     if (this.#queued === undefined) {
+      // Shared by every caller until it starts, so it runs under no one caller's signal:
+      // each caller stops waiting when its own signal aborts (see untilAborted).
       let start!: () => void
       const round = new Promise<SyncRoundResult>((resolve) => {
-        start = () => resolve(this.#startRound(options.signal))
+        start = () => resolve(this.#startRound(undefined))
       })
       this.#queued = { round, start }
     }
-    return this.#queued.round
+    return untilAborted(this.#queued.round, options.signal)
   }
 
   #startRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
@@ -505,110 +507,140 @@ export class SyncClient {
         // Lets the server notice a store restored from an older copy (lsn_reused).
         lastLsn: store.lastLsn,
       }
-      return this.#transport.sync(
-        request,
-        signal === undefined ? {} : { signal },
-      )
+      return this.#transport.sync(request, { signal: requestSignal })
     }
+    // Ends a page requested ahead when the round fails before it is awaited.
+    const leftBehind = new AbortController()
+    const requestSignal =
+      signal === undefined
+        ? leftBehind.signal
+        : AbortSignal.any([signal, leftBehind.signal])
     // The next page of a pull, when it was requested before the page in hand was applied.
     let ahead: Promise<SyncResponse> | undefined
 
-    for (;;) {
-      signal?.throwIfAborted()
-      const sentAhead = ahead
-      ahead = undefined
-      const batch =
-        sentAhead === undefined
-          ? store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush })
-          : undefined
-      let response: SyncResponse
-      try {
-        response = await (sentAhead ??
-          send(batch, resync?.cursor ?? store.syncCursor))
-      } catch (error) {
-        if (batch !== undefined) store.outbox.release(batch)
-        if (isVeloSyncError(error, 'lsn_reused') && !epochRenewed) {
-          // This store was restored from an older copy: its LSNs were already used for
-          // other content. Re-stamp the unpushed writes under a new replica, and rebuild
-          // from 0: versions the lost incarnation pushed may sit behind the stored cursor.
-          store.startNewEpoch()
-          epochRenewed = true
-          resync ??= { cursor: 0, seen: new Map() }
-          continue
+    try {
+      for (;;) {
+        signal?.throwIfAborted()
+        const sentAhead = ahead
+        ahead = undefined
+        const batch =
+          sentAhead === undefined
+            ? store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush })
+            : undefined
+        let response: SyncResponse
+        try {
+          response = await (sentAhead ??
+            send(batch, resync?.cursor ?? store.syncCursor))
+        } catch (error) {
+          if (batch !== undefined) store.outbox.release(batch)
+          if (isVeloSyncError(error, 'lsn_reused') && !epochRenewed) {
+            // This store was restored from an older copy: its LSNs were already used for
+            // other content. Re-stamp the unpushed writes under a new replica, and rebuild
+            // from 0: versions the lost incarnation pushed may sit behind the stored cursor.
+            store.startNewEpoch()
+            epochRenewed = true
+            resync ??= { cursor: 0, seen: new Map() }
+            continue
+          }
+          if (
+            isVeloSyncError(error, 'resync_required') &&
+            resync === undefined
+          ) {
+            resync = { cursor: 0, seen: new Map() }
+            continue
+          }
+          throw error
         }
-        if (isVeloSyncError(error, 'resync_required') && resync === undefined) {
-          resync = { cursor: 0, seen: new Map() }
-          continue
-        }
-        throw error
-      }
 
-      const versions: Array<{ collection: string; version: DocumentVersion }> =
-        []
-      for (const result of response.results) {
-        if (result.version !== undefined) {
-          versions.push({
-            collection: result.collection,
-            version: result.version,
+        const versions: Array<{
+          collection: string
+          version: DocumentVersion
+        }> = []
+        for (const result of response.results) {
+          if (result.version !== undefined) {
+            versions.push({
+              collection: result.collection,
+              version: result.version,
+            })
+          }
+        }
+        for (const change of response.changes) versions.push(change)
+        if (batch === undefined && response.hasMore) {
+          // A pull page, and more wait: ask for the next one now, from the cursor this page
+          // ends at, so the server reads and sends it while this one is applied. Nothing
+          // moves on either side until it is applied (the request is no acknowledgement),
+          // and no push rides along: one push in flight at most, as ever.
+          ahead = send(undefined, response.cursor)
+          // Awaited by the next iteration; if this round fails first, its outcome is moot.
+          ahead.catch(() => {})
+          // Let the request reach the socket before the apply below holds the thread.
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+        try {
+          store.applyServerUpdate({
+            versions,
+            collections: response.collections,
+            ...(batch === undefined
+              ? {}
+              : { confirm: { batch, throughLsn: response.appliedThroughLsn } }),
+            ...(resync === undefined ? { cursor: response.cursor } : {}),
+            // A pull page with more to come need not wait for the disk: the round's last
+            // commit does (FULL, and WAL order carries this one with it) before the ack
+            // tells the server anything.
+            ...(batch === undefined && response.hasMore
+              ? { durability: 'deferred' as const }
+              : {}),
           })
+        } catch (error) {
+          // The local transaction rolled back: the batch is not confirmed, and keeping it
+          // marked in flight would wedge every later round with 'busy'.
+          if (batch !== undefined && store.outbox.inFlight === batch)
+            store.outbox.release(batch)
+          throw error
         }
-        if (
-          result.outcome === 'conflict_won' ||
-          result.outcome === 'conflict_lost'
-        ) {
-          conflicts++
-          this.#emit('conflict', {
-            collection: result.collection,
-            id: result.id,
-            outcome: result.outcome,
-            version: result.version,
-          })
+        // After the apply: listeners get versions the store has already taken (and a copy of
+        // the vector, which they may keep or change without touching anything else).
+        for (const result of response.results) {
+          if (
+            result.outcome === 'conflict_won' ||
+            result.outcome === 'conflict_lost'
+          ) {
+            conflicts++
+            this.#emit('conflict', {
+              collection: result.collection,
+              id: result.id,
+              outcome: result.outcome,
+              version:
+                result.version === undefined
+                  ? undefined
+                  : {
+                      ...result.version,
+                      vector: result.version.vector?.slice() ?? null,
+                    },
+            })
+          }
         }
-      }
-      for (const change of response.changes) versions.push(change)
-      if (batch === undefined && response.hasMore) {
-        // A pull page, and more wait: ask for the next one now, from the cursor this page
-        // ends at, so the server reads and sends it while this one is applied. Nothing
-        // moves on either side until it is applied (the request is no acknowledgement),
-        // and no push rides along: one push in flight at most, as ever.
-        ahead = send(undefined, response.cursor)
-        // Awaited by the next iteration; if this round fails first, its outcome is moot.
-        ahead.catch(() => {})
-        // Let the request reach the socket before the apply below holds the thread.
-        await new Promise((resolve) => setImmediate(resolve))
-      }
-      try {
-        store.applyServerUpdate({
-          versions,
-          collections: response.collections,
-          ...(batch === undefined
-            ? {}
-            : { confirm: { batch, throughLsn: response.appliedThroughLsn } }),
-          ...(resync === undefined ? { cursor: response.cursor } : {}),
-        })
-      } catch (error) {
-        // The local transaction rolled back: the batch is not confirmed, and keeping it
-        // marked in flight would wedge every later round with 'busy'.
-        if (batch !== undefined && store.outbox.inFlight === batch)
-          store.outbox.release(batch)
-        throw error
-      }
-      if (resync !== undefined) {
-        resync.cursor = response.cursor
-        // With fullResync the pulls return every version the server holds (this round's
-        // pushes included, at their new seqs): exactly the set to keep.
-        for (const { collection, version } of versions) {
-          let ids = resync.seen.get(collection)
-          if (ids === undefined) resync.seen.set(collection, (ids = new Set()))
-          ids.add(version.id)
+        if (resync !== undefined) {
+          resync.cursor = response.cursor
+          // With fullResync the pulls return every version the server holds (this round's
+          // pushes included, at their new seqs): exactly the set to keep.
+          for (const { collection, version } of versions) {
+            let ids = resync.seen.get(collection)
+            if (ids === undefined)
+              resync.seen.set(collection, (ids = new Set()))
+            ids.add(version.id)
+          }
         }
+        pushed +=
+          batch?.ops.filter((op) => op.lsn <= response.appliedThroughLsn)
+            .length ?? 0
+        pulled += response.changes.length
+        skippedEchoes += response.skippedEchoes
+        if (batch === undefined && !response.hasMore) break
       }
-      pushed +=
-        batch?.ops.filter((op) => op.lsn <= response.appliedThroughLsn)
-          .length ?? 0
-      pulled += response.changes.length
-      skippedEchoes += response.skippedEchoes
-      if (batch === undefined && !response.hasMore) break
+    } finally {
+      // Normally nothing is left ahead here; after a failure, stop the request.
+      if (ahead !== undefined) leftBehind.abort()
     }
 
     if (resync !== undefined) {
@@ -681,4 +713,27 @@ function positiveInteger(
     )
   }
   return value
+}
+
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function untilAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+): Promise<T> {
+  if (signal === undefined) return promise
+  if (signal.aborted) return Promise.reject(signal.reason as Error)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error instanceof Error ? error : new Error(String(error)))
+      },
+    )
+  })
 }
