@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import {
+  InProcessChangeSignal,
   MEDIA_TYPES,
   PROTOCOL_VERSION,
   VeloSyncError,
@@ -33,7 +34,6 @@ import {
   gzipBody,
   readBody,
 } from './http-body.js'
-import { InProcessChangeSignal } from './in-process-change-signal.js'
 import { nodeSha256 } from './node-sha256.js'
 import { hashToken } from './tokens.js'
 
