@@ -1,8 +1,9 @@
 /**
  * Scale-out (issue 4): three `velosync serve --postgres` processes on one PostgreSQL
  * database, six devices spread over them, random writes and deletes synced concurrently;
- * afterwards every device's digest equals the server's (DESIGN 3). Real processes, real
- * HTTP on 127.0.0.1, real PostgreSQL. Needs `npm run build`.
+ * afterwards every device's digest equals the server's (DESIGN 3). And live announcements
+ * cross the processes (LISTEN/NOTIFY). Real processes, real HTTP on 127.0.0.1, real
+ * PostgreSQL. Needs `npm run build`.
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -26,6 +27,7 @@ const SERVERS = 3
 const DEVICES = 6
 const ROUNDS = 4
 const DIMS = 8
+const HOUR_MS = 3_600_000
 
 afterEach(killServes)
 
@@ -188,6 +190,66 @@ describe.skipIf(postgres.url === undefined)(
         for (const device of devices) {
           await device.transport.close()
           device.store.close()
+        }
+        killServes()
+        await database.drop()
+      }
+    })
+
+    test('a device live on process 1 hears a write pushed through process 3 (LISTEN/NOTIFY)', async ({
+      tmpDir,
+    }) => {
+      const database = await freshDatabase()
+      const device = (name: string, served: Served) => {
+        const store = LocalStore.open({
+          path: join(tmpDir, `${name}.db`),
+          deviceId: name,
+        })
+        store.createCollection({ name: 'notes', dims: DIMS })
+        const transport = new HttpTransport({ url: served.url, deviceId: name })
+        return { store, transport, sync: new SyncClient(store, { transport }) }
+      }
+      const devices: ReturnType<typeof device>[] = []
+      try {
+        const servers = await serveMany(
+          SERVERS,
+          database.url,
+          '--open',
+          '--log-level',
+          'warn',
+        )
+        const reader = device('reader', servers[0] as Served)
+        const writer = device('writer', servers[2] as Served)
+        devices.push(reader, writer)
+        const ready = Promise.all([
+          new Promise((resolve) => reader.sync.on('liveConnected', resolve)),
+          new Promise((resolve) => reader.sync.on('synced', resolve)),
+        ])
+        // Its timers an hour: only the live channel can bring the write within the test.
+        reader.sync.startSync({
+          live: true,
+          intervalMs: HOUR_MS,
+          liveIntervalMs: HOUR_MS,
+        })
+        await ready
+        const arrived = new Promise<void>((resolve) => {
+          const off = reader.sync.on('synced', () => {
+            if (reader.store.get('notes', 'hello') === undefined) return
+            off()
+            resolve()
+          })
+        })
+        writer.store.put('notes', { id: 'hello', vector: vec(1) })
+        await writer.sync.sync()
+        await arrived
+        expect(reader.store.digest('notes')).toBe(writer.store.digest('notes'))
+        await reader.sync.stopSync()
+        await Promise.all(servers.map(stop))
+      } finally {
+        for (const { sync, store, transport } of devices) {
+          await sync.stopSync()
+          await transport.close()
+          store.close()
         }
         killServes()
         await database.drop()
