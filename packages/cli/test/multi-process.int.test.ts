@@ -7,10 +7,13 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import pg from 'pg'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { PostgresServerStore } from '@velosync/storage-postgres'
-import { seededRandom } from '@velosync/testkit'
+import {
+  createTemporaryDatabase,
+  seededRandom,
+  type TemporaryDatabase,
+} from '@velosync/testkit'
 import { postgresForTests } from '@velosync/testkit/postgres-test-setup'
 import { afterEach, beforeAll, describe, expect } from 'vitest'
 import {
@@ -37,30 +40,9 @@ beforeAll(() => {
   }
 })
 
-/** A fresh database on the test server; returns its URL and a function that drops it. */
-async function freshDatabase(): Promise<{
-  url: string
-  drop(): Promise<void>
-}> {
-  const name = `vs_multi_${process.pid}_${Date.now()}`
-  const admin = new pg.Client({ connectionString: postgres.url })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = new URL(postgres.url as string)
-  url.pathname = `/${name}`
-  return {
-    url: url.toString(),
-    async drop() {
-      const client = new pg.Client({ connectionString: postgres.url })
-      await client.connect()
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      } finally {
-        await client.end()
-      }
-    },
-  }
+/** A fresh database on the test server (several `serve` processes share it). */
+function freshDatabase(): Promise<TemporaryDatabase> {
+  return createTemporaryDatabase(postgres.url as string, 'vs_multi')
 }
 
 function vec(seed: number): number[] {
