@@ -1,4 +1,3 @@
-import type { ChangeSignal } from '@velosync/core'
 import { createSyncServer } from '@velosync/server'
 import {
   PostgresChangeSignal,
@@ -116,7 +115,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   const store = await openServerStore(location)
   // Several processes share a PostgreSQL store: live announcements cross them by
   // LISTEN/NOTIFY. On SQLite the server's in-process default is all there is.
-  let changeSignal: (ChangeSignal & { close(): Promise<void> }) | undefined
+  let changeSignal: PostgresChangeSignal | undefined
   let listening: { port: number; close(): Promise<void> }
   try {
     if (store instanceof PostgresServerStore) {
