@@ -28,6 +28,12 @@
  * Targets (one pair of rows each; repeat the options for more):
  * - by default, one `velosync serve` on a fresh SQLite file per run (store "sqlite", one
  *   server); `--no-sqlite` leaves it out;
+ * - by default too, PostgreSQL with 1 and 3 `velosync serve --postgres` processes
+ *   (`--pg-servers 1,3`), on a fresh database per run, the live signal crossing them by
+ *   LISTEN/NOTIFY. The server is `--postgres URL` (a role that may CREATE DATABASE), else
+ *   VELOSYNC_TEST_PG_URL, else a throwaway cluster started here with fsync on (the testkit
+ *   helper; `initdb`/`pg_ctl` needed). When none works the PostgreSQL rows are skipped and
+ *   the reason is printed loudly; `--no-postgres` leaves them out;
  * - `--spawn STORE:N=ARGS` starts N `velosync serve` processes per run with the extra
  *   arguments ARGS (split at spaces), e.g. three processes on one PostgreSQL:
  *   `--spawn 'postgres:3=--postgres postgres://127.0.0.1:5432/velosync'`;
@@ -44,21 +50,26 @@
  * servers for CPU, so docs/s is a floor for what the servers can ingest.
  *
  * Usage: npm run bench:scale -- [--json] [--runs N] [--devices N] [--docs N] [--dims N]
- *   [--batch N] [--samples N] [--gap MS] [--no-sqlite] [--spawn STORE:N=ARGS]…
- *   [--target STORE=URL[,URL…]]…
+ *   [--batch N] [--samples N] [--gap MS] [--no-sqlite] [--no-postgres] [--postgres URL]
+ *   [--pg-servers N,N…] [--spawn STORE:N=ARGS]… [--target STORE=URL[,URL…]]…
  * Needs `npm run build` first (the packages and the CLI are used from their builds).
  * --json prints one JSON array of rows to stdout and nothing else; progress goes to stderr.
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { PROTOCOL_VERSION, type CollectionSchema } from '@velosync/core'
+import {
+  createTemporaryDatabase,
+  startPostgresCluster,
+  type PostgresCluster,
+} from '@velosync/testkit'
 import { integerArg } from './lib/args.js'
 import { benchDocuments, type BenchDocument } from './lib/documents.js'
 import { median, round, summarize } from './lib/stats.js'
@@ -91,8 +102,13 @@ type Target =
   | {
       readonly store: string
       readonly count: number
-      /** Extra `serve` arguments; `undefined`: a fresh SQLite file (`--db`) per run. */
+      /**
+       * Extra `serve` arguments; `undefined`: a fresh SQLite file (`--db`) per run, or with
+       * {@link postgresServer}, a fresh database on that server per run.
+       */
       readonly args: readonly string[] | undefined
+      /** A PostgreSQL server URL: each run creates a database there and drops it after. */
+      readonly postgresServer?: string
     }
   /** Servers already running. */
   | { readonly store: string; readonly urls: readonly string[] }
@@ -128,6 +144,9 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '50' },
     gap: { type: 'string', default: '50' },
     sqlite: { type: 'boolean', default: true },
+    // `--no-postgres` (allowNegative) sets it to false.
+    postgres: { type: 'string' },
+    'pg-servers': { type: 'string', default: '1,3' },
     spawn: { type: 'string', multiple: true, default: [] },
     target: { type: 'string', multiple: true, default: [] },
   },
@@ -139,8 +158,24 @@ const dims = integerArg(args.dims, '--dims', 1)
 const batch = integerArg(args.batch, '--batch', 1)
 const samples = integerArg(args.samples, '--samples', 1)
 const gapMs = integerArg(args.gap, '--gap', 0)
+const pgServerCounts = args['pg-servers']
+  .split(',')
+  .map((count) => integerArg(count, '--pg-servers', 1))
+
+/** The PostgreSQL server for the default rows, or why there is none. */
+const postgres =
+  (args.postgres as unknown) === false ? undefined : await findPostgres()
+const postgresServer = postgres?.url
 const targets: Target[] = [
   ...(args.sqlite ? [{ store: 'sqlite', count: 1, args: undefined }] : []),
+  ...(postgresServer === undefined
+    ? []
+    : pgServerCounts.map((count) => ({
+        store: 'postgres',
+        count,
+        args: undefined,
+        postgresServer,
+      }))),
   ...args.spawn.map(parseSpawn),
   ...args.target.map(parseTarget),
 ]
@@ -157,6 +192,7 @@ process.on('exit', () => {
 
 async function main(): Promise<void> {
   const workDir = mkdtempSync(join(tmpdir(), 'velosync-bench-scale-'))
+  const loadBefore = loadavg()[0] as number
   try {
     log(`generating ${deviceCount} × ${docsPerDevice} documents, ${dims}-d`)
     const documents = benchDocuments({
@@ -212,11 +248,43 @@ async function main(): Promise<void> {
         await latencyServers.close()
       }
     }
+    const load = `load average ${loadBefore.toFixed(1)} before, ${(loadavg()[0] as number).toFixed(1)} after`
+    log(load)
     if (args.json) process.stdout.write(`${JSON.stringify(rows)}\n`)
-    else printTable(rows)
+    else printTable(rows, load)
+    if (postgres?.skipped !== undefined) warnSkipped(postgres.skipped)
   } finally {
     rmSync(workDir, { recursive: true, force: true })
+    await postgres?.cluster?.stop()
   }
+}
+
+/**
+ * `--postgres`, else VELOSYNC_TEST_PG_URL, else a throwaway cluster with fsync on (as in
+ * production, and as the SQLite server runs); when that fails, the reason to skip.
+ */
+async function findPostgres(): Promise<{
+  readonly url?: string
+  readonly cluster?: PostgresCluster
+  readonly skipped?: string
+}> {
+  const given = args.postgres ?? process.env.VELOSYNC_TEST_PG_URL ?? ''
+  if (given !== '') return { url: given }
+  try {
+    log('starting a throwaway PostgreSQL cluster (fsync on)')
+    const cluster = await startPostgresCluster({ fast: false })
+    return { url: cluster.url, cluster }
+  } catch (error) {
+    const skipped = `no --postgres URL, no VELOSYNC_TEST_PG_URL, and no throwaway cluster: ${(error as Error).message}`
+    warnSkipped(skipped)
+    return { skipped }
+  }
+}
+
+function warnSkipped(reason: string): void {
+  log(
+    `\n!!! PostgreSQL rows SKIPPED: ${reason}\n!!! Pass --postgres postgres://… (a role that may CREATE DATABASE), or --no-postgres to silence this.\n`,
+  )
 }
 
 /**
@@ -397,15 +465,17 @@ async function openServers(target: Target, workDir: string): Promise<Servers> {
   if ('urls' in target) {
     return { urls: target.urls, close: () => Promise.resolve() }
   }
+  const database =
+    target.postgresServer === undefined
+      ? undefined
+      : await createTemporaryDatabase(target.postgresServer, 'vs_bench_scale')
+  const serverArgs =
+    target.args ??
+    (database === undefined
+      ? ['--db', join(workDir, `server-${randomBytes(4).toString('hex')}.db`)]
+      : ['--postgres', database.url])
   const started = await Promise.allSettled(
-    Array.from({ length: target.count }, () =>
-      startServer(
-        target.args ?? [
-          '--db',
-          join(workDir, `server-${randomBytes(4).toString('hex')}.db`),
-        ],
-      ),
-    ),
+    Array.from({ length: target.count }, () => startServer(serverArgs)),
   )
   const servers = started.flatMap((result) =>
     result.status === 'fulfilled' ? [result.value] : [],
@@ -413,9 +483,14 @@ async function openServers(target: Target, workDir: string): Promise<Servers> {
   const close = async (): Promise<void> => {
     const errors = (
       await Promise.allSettled(servers.map((server) => server.close()))
-    ).flatMap((result): unknown[] =>
-      result.status === 'rejected' ? [result.reason] : [],
     )
+      .concat(
+        // After the servers: dropping the database would cut their sessions.
+        await Promise.allSettled([database?.drop()]),
+      )
+      .flatMap((result): unknown[] =>
+        result.status === 'rejected' ? [result.reason] : [],
+      )
     if (errors.length > 0) throw new AggregateError(errors, 'a server failed')
   }
   const failure = started.find((result) => result.status === 'rejected')
@@ -519,10 +594,10 @@ function parseTarget(text: string): Target {
   return { store: match[1] as string, urls }
 }
 
-function printTable(rows: readonly Row[]): void {
+function printTable(rows: readonly Row[], load: string): void {
   const lines = [
     `scale over HTTP on 127.0.0.1: ${deviceCount} devices × ${docsPerDevice} docs × ${dims}-d, ` +
-      `${batch} per push (median of ${runs} runs); live latency over ${samples} writes`,
+      `${batch} per push (median of ${runs} runs); live latency over ${samples} writes; ${load}`,
     '',
     'name             store       servers   docs/s   p50 ms   p95 ms  target',
   ]

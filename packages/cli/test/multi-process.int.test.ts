@@ -1,15 +1,19 @@
 /**
  * Scale-out (issue 4): three `velosync serve --postgres` processes on one PostgreSQL
  * database, six devices spread over them, random writes and deletes synced concurrently;
- * afterwards every device's digest equals the server's (DESIGN 3). Real processes, real
- * HTTP on 127.0.0.1, real PostgreSQL. Needs `npm run build`.
+ * afterwards every device's digest equals the server's (DESIGN 3). And live announcements
+ * cross the processes (LISTEN/NOTIFY). Real processes, real HTTP on 127.0.0.1, real
+ * PostgreSQL. Needs `npm run build`.
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import pg from 'pg'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { PostgresServerStore } from '@velosync/storage-postgres'
-import { seededRandom } from '@velosync/testkit'
+import {
+  createTemporaryDatabase,
+  seededRandom,
+  type TemporaryDatabase,
+} from '@velosync/testkit'
 import { postgresForTests } from '@velosync/testkit/postgres-test-setup'
 import { afterEach, beforeAll, describe, expect } from 'vitest'
 import {
@@ -26,6 +30,7 @@ const SERVERS = 3
 const DEVICES = 6
 const ROUNDS = 4
 const DIMS = 8
+const HOUR_MS = 3_600_000
 
 afterEach(killServes)
 
@@ -35,30 +40,9 @@ beforeAll(() => {
   }
 })
 
-/** A fresh database on the test server; returns its URL and a function that drops it. */
-async function freshDatabase(): Promise<{
-  url: string
-  drop(): Promise<void>
-}> {
-  const name = `vs_multi_${process.pid}_${Date.now()}`
-  const admin = new pg.Client({ connectionString: postgres.url })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = new URL(postgres.url as string)
-  url.pathname = `/${name}`
-  return {
-    url: url.toString(),
-    async drop() {
-      const client = new pg.Client({ connectionString: postgres.url })
-      await client.connect()
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      } finally {
-        await client.end()
-      }
-    },
-  }
+/** A fresh database on the test server (several `serve` processes share it). */
+function freshDatabase(): Promise<TemporaryDatabase> {
+  return createTemporaryDatabase(postgres.url as string, 'vs_multi')
 }
 
 function vec(seed: number): number[] {
@@ -188,6 +172,66 @@ describe.skipIf(postgres.url === undefined)(
         for (const device of devices) {
           await device.transport.close()
           device.store.close()
+        }
+        killServes()
+        await database.drop()
+      }
+    })
+
+    test('a device live on process 1 hears a write pushed through process 3 (LISTEN/NOTIFY)', async ({
+      tmpDir,
+    }) => {
+      const database = await freshDatabase()
+      const device = (name: string, served: Served) => {
+        const store = LocalStore.open({
+          path: join(tmpDir, `${name}.db`),
+          deviceId: name,
+        })
+        store.createCollection({ name: 'notes', dims: DIMS })
+        const transport = new HttpTransport({ url: served.url, deviceId: name })
+        return { store, transport, sync: new SyncClient(store, { transport }) }
+      }
+      const devices: ReturnType<typeof device>[] = []
+      try {
+        const servers = await serveMany(
+          SERVERS,
+          database.url,
+          '--open',
+          '--log-level',
+          'warn',
+        )
+        const reader = device('reader', servers[0] as Served)
+        const writer = device('writer', servers[2] as Served)
+        devices.push(reader, writer)
+        const ready = Promise.all([
+          new Promise((resolve) => reader.sync.on('liveConnected', resolve)),
+          new Promise((resolve) => reader.sync.on('synced', resolve)),
+        ])
+        // Its timers an hour: only the live channel can bring the write within the test.
+        reader.sync.startSync({
+          live: true,
+          intervalMs: HOUR_MS,
+          liveIntervalMs: HOUR_MS,
+        })
+        await ready
+        const arrived = new Promise<void>((resolve) => {
+          const off = reader.sync.on('synced', () => {
+            if (reader.store.get('notes', 'hello') === undefined) return
+            off()
+            resolve()
+          })
+        })
+        writer.store.put('notes', { id: 'hello', vector: vec(1) })
+        await writer.sync.sync()
+        await arrived
+        expect(reader.store.digest('notes')).toBe(writer.store.digest('notes'))
+        await reader.sync.stopSync()
+        await Promise.all(servers.map(stop))
+      } finally {
+        for (const { sync, store, transport } of devices) {
+          await sync.stopSync()
+          await transport.close()
+          store.close()
         }
         killServes()
         await database.drop()

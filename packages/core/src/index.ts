@@ -172,6 +172,7 @@ export {
   type StoredDocument,
 } from './ports/server-store-rules.js'
 export type { ChangeSignal, HeadChange } from './ports/change-signal.js'
+export { InProcessChangeSignal } from './live/in-process-change-signal.js'
 export { PROTOCOL_VERSION } from './protocol/protocol-version.js'
 export {
   CollectionSpecSchema,

@@ -32,5 +32,7 @@ export {
   type SyncServerLogger,
   type SyncServerOptions,
 } from './sync-server.js'
-export { InProcessChangeSignal } from './in-process-change-signal.js'
+// Moved to core (a PostgreSQL signal composes it too); still exported here, where the
+// server's `changeSignal` option is.
+export { InProcessChangeSignal } from '@velosync/core'
 export { createToken, hashToken } from './tokens.js'

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import {
   DEFAULT_MAX_FORWARD_DRIFT_MS,
+  InProcessChangeSignal,
   MEDIA_TYPES,
   PROTOCOL_VERSION,
   VeloSyncError,
@@ -34,7 +35,6 @@ import {
   gzipBody,
   readBody,
 } from './http-body.js'
-import { InProcessChangeSignal } from './in-process-change-signal.js'
 import { nodeSha256 } from './node-sha256.js'
 import { hashToken } from './tokens.js'
 

@@ -3,7 +3,8 @@
  * `velosync serve` processes share, behind a load balancer, with PostgreSQL's own
  * replication for high availability. It implements the `ServerStore` port of
  * `@velosync/core`, passes the same conformance suite as the SQLite store, and creates and
- * migrates its schema by itself.
+ * migrates its schema by itself. `PostgresChangeSignal` carries live "new data" announcements
+ * between the server processes (`LISTEN/NOTIFY`).
  *
  * @example
  * ```ts
@@ -22,3 +23,9 @@ export {
   type PostgresServerStoreOptions,
 } from './postgres-server-store.js'
 export { POSTGRES_SCHEMA_VERSION } from './migrations.js'
+export {
+  POSTGRES_CHANGE_SIGNAL_DEFAULTS,
+  PostgresChangeSignal,
+  type PostgresChangeSignalOptions,
+} from './postgres-change-signal.js'
+export { HEAD_CHANNEL, headChannel } from './head-notification.js'

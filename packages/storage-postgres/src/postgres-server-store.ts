@@ -45,6 +45,7 @@ import {
   type StoredDocument,
   type VersionVector,
 } from '@velosync/core'
+import { headChannel, headPayload } from './head-notification.js'
 import { MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './migrations.js'
 
 /** Options of {@link PostgresServerStore.open}. */
@@ -162,6 +163,30 @@ interface CollectionEntry {
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
+/** How to reach a store's database, for a connection of one's own (see {@link storeConnection}). */
+export interface StoreConnection {
+  /** The store's connection settings (URL, schema, application name, int8 parsing). */
+  readonly config: pg.ClientConfig
+  /** The channel the store's pushes NOTIFY (see `headChannel`). */
+  readonly channel: string
+  /** The URL without its password, for messages. */
+  readonly where: string
+}
+
+const connections = new WeakMap<PostgresServerStore, StoreConnection>()
+
+/**
+ * How to reach `store`'s database: for the change signal's LISTEN connection, which must
+ * use the very database and channel the store's pushes notify. Package-internal.
+ */
+export function storeConnection(store: PostgresServerStore): StoreConnection {
+  const connection = connections.get(store)
+  if (connection === undefined) {
+    throw invalidArgument('expected a store made by PostgresServerStore.open')
+  }
+  return connection
+}
+
 /**
  * The {@link ServerStore} on PostgreSQL (node-postgres): the master store that several
  * stateless `velosync serve` processes share.
@@ -179,6 +204,11 @@ type Queryable = Pick<pg.PoolClient, 'query'>
  * cost: pushes do not run in parallel (validation and hashing do, before the lock); pulls
  * never wait for it. Pulls read in one REPEATABLE READ READ ONLY snapshot.
  *
+ * **Live changes.** A push that stored something also runs
+ * `pg_notify(<channel>, '<head> <deviceId>')` in its transaction, so PostgreSQL delivers
+ * it at COMMIT, in commit order, to every `PostgresChangeSignal` listening on the database
+ * (channel `velosync_head` for the `public` schema, see `headChannel`).
+ *
  * Driver errors are rethrown as `storage_failure` with the original as `cause`.
  *
  * @example
@@ -193,11 +223,18 @@ export class PostgresServerStore implements ServerStore {
   readonly #wallClock: () => number
   readonly #byName = new Map<string, CollectionEntry>()
   readonly #byId = new Map<number, CollectionEntry>()
+  readonly #channel: string
   #closed = false
 
-  private constructor(pool: pg.Pool, wallClock: () => number) {
+  private constructor(pool: pg.Pool, settings: Settings) {
     this.#pool = pool
-    this.#wallClock = wallClock
+    this.#wallClock = settings.wallClock
+    this.#channel = headChannel(settings.schema)
+    connections.set(this, {
+      config: clientConfig(settings),
+      channel: this.#channel,
+      where: redact(settings.url),
+    })
   }
 
   /**
@@ -211,15 +248,10 @@ export class PostgresServerStore implements ServerStore {
   ): Promise<PostgresServerStore> {
     const settings = checkOptions(options)
     const pool = new pg.Pool({
-      connectionString: settings.url,
+      ...clientConfig(settings),
       max: settings.poolSize,
-      connectionTimeoutMillis: settings.connectionTimeoutMs,
       idleTimeoutMillis: settings.idleTimeoutMs,
-      application_name: settings.applicationName,
-      // Unqualified names resolve in our schema, so every statement reads as in SQLite.
-      options: `-c search_path=${settings.schema}`,
       statement_timeout: settings.statementTimeoutMs,
-      types: { getTypeParser },
     })
     // An idle connection that the server drops (restart, failover) must not crash the
     // process: pg emits it on the pool, and the next query gets a fresh connection.
@@ -230,7 +262,7 @@ export class PostgresServerStore implements ServerStore {
     })
     try {
       await migrate(pool, settings.schema)
-      const store = new PostgresServerStore(pool, settings.wallClock)
+      const store = new PostgresServerStore(pool, settings)
       await store.#loadCollections(pool)
       return store
     } catch (error) {
@@ -389,7 +421,20 @@ export class PostgresServerStore implements ServerStore {
         sha256,
         clock,
       )
-      await writePush(client, replica, replicaId, plan, nowMs)
+      await writePush(
+        client,
+        replica,
+        replicaId,
+        plan,
+        nowMs,
+        // Only a push that stored something announces; a replay changes no head.
+        plan.head > head
+          ? {
+              channel: this.#channel,
+              payload: headPayload(plan.head, replica.deviceId),
+            }
+          : undefined,
+      )
       return {
         results: plan.results,
         appliedThroughLsn: plan.appliedThroughLsn,
@@ -759,13 +804,17 @@ export class PostgresServerStore implements ServerStore {
   }
 }
 
-/** Writes a planned push, inside its transaction (see `ServerStore` S1–S4). */
+/**
+ * Writes a planned push, inside its transaction (see `ServerStore` S1–S4), and queues its
+ * NOTIFY, which PostgreSQL sends at COMMIT (and drops on ROLLBACK).
+ */
 async function writePush(
   client: pg.PoolClient,
   replica: ReplicaRef,
   replicaId: ReplicaId,
   plan: PushPlan<CollectionEntry>,
   nowMs: number,
+  notify: { readonly channel: string; readonly payload: string } | undefined,
 ): Promise<void> {
   // One row per document: a later write of the same document in this push replaces an
   // earlier one (its seq stays handed out, as on SQLite, where the upsert moves the row).
@@ -839,7 +888,7 @@ async function writePush(
        FROM unnest($10::int4[], $11::text[]) AS d (collection_id, digest)
        WHERE c.collection_id = d.collection_id
      )
-     SELECT 1`,
+     SELECT pg_notify($12, $13) WHERE $13::text IS NOT NULL`,
     [
       replicaId,
       replica.deviceId,
@@ -852,6 +901,8 @@ async function writePush(
       plan.head,
       digests.map(([entry]) => entry.collectionId),
       digests.map(([, digest]) => digest),
+      notify?.channel ?? null,
+      notify?.payload ?? null,
     ],
   )
 }
@@ -970,6 +1021,18 @@ function ignoreClientError(): void {
 }
 
 type Settings = Required<PostgresServerStoreOptions>
+
+/** What every connection of a store shares, its pool's and a LISTEN connection. */
+function clientConfig(settings: Settings): pg.ClientConfig {
+  return {
+    connectionString: settings.url,
+    connectionTimeoutMillis: settings.connectionTimeoutMs,
+    application_name: settings.applicationName,
+    // Unqualified names resolve in our schema, so every statement reads as in SQLite.
+    options: `-c search_path=${settings.schema}`,
+    types: { getTypeParser },
+  }
+}
 
 function checkOptions(options: PostgresServerStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {

@@ -31,3 +31,7 @@ export {
   type PostgresCluster,
   type PostgresClusterOptions,
 } from './postgres-cluster.js'
+export {
+  createTemporaryDatabase,
+  type TemporaryDatabase,
+} from './postgres-database.js'

@@ -1,4 +1,8 @@
 import { createSyncServer } from '@velosync/server'
+import {
+  PostgresChangeSignal,
+  PostgresServerStore,
+} from '@velosync/storage-postgres'
 import { Option, type Command } from 'commander'
 import { pino, type Level } from 'pino'
 import { integerInRange } from '../parse-options.js'
@@ -109,10 +113,21 @@ export async function serve(options: ServeOptions): Promise<void> {
     pino.destination({ dest: 2, sync: true }),
   )
   const store = await openServerStore(location)
+  // Several processes share a PostgreSQL store: live announcements cross them by
+  // LISTEN/NOTIFY. On SQLite the server's in-process default is all there is.
+  let changeSignal: PostgresChangeSignal | undefined
   let listening: { port: number; close(): Promise<void> }
   try {
+    if (store instanceof PostgresServerStore) {
+      changeSignal = await PostgresChangeSignal.open({
+        store,
+        onError: (error) =>
+          logger.warn({ err: error }, 'live change signal (LISTEN/NOTIFY)'),
+      })
+    }
     const server = createSyncServer({
       store,
+      ...(changeSignal === undefined ? {} : { changeSignal }),
       auth: options.open ? { mode: 'open' } : { mode: 'token' },
       logger,
       ...(options.maxBodyMb === undefined
@@ -127,6 +142,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     })
     listening = await server.listen({ port: options.port, host: options.host })
   } catch (error) {
+    await changeSignal?.close()
     await store.close()
     throw error
   }
@@ -168,6 +184,10 @@ export async function serve(options: ServeOptions): Promise<void> {
         .close()
         .catch((error: unknown) =>
           logger.error({ err: error }, 'closing the listener failed'),
+        )
+        .then(() => changeSignal?.close())
+        .catch((error: unknown) =>
+          logger.error({ err: error }, 'closing the change signal failed'),
         )
         .then(() => store.close())
         .catch((error: unknown) =>

@@ -1,4 +1,4 @@
-import type { HeadChange } from '@velosync/core'
+import type { HeadChange } from '../ports/change-signal.js'
 import { describe, expect, it } from 'vitest'
 import { InProcessChangeSignal } from './in-process-change-signal.js'
 

@@ -1,12 +1,18 @@
-import type { ChangeSignal, HeadChange } from '@velosync/core'
+import type { ChangeSignal, HeadChange } from '../ports/change-signal.js'
+
+/** Core is compiled against ES2022 alone; every runtime we target has `queueMicrotask`. */
+const platform = globalThis as unknown as {
+  queueMicrotask(task: () => void): void
+}
 
 /**
  * A {@link ChangeSignal} within one process: `publish` calls every subscriber at once.
  *
  * @remarks
  * This is all a server on SQLite needs (one process owns the store). With several server
- * processes on one PostgreSQL, a `LISTEN/NOTIFY` signal receives the other processes'
- * changes and hands them to one of these for the local fan-out.
+ * processes on one PostgreSQL, `PostgresChangeSignal` (`@velosync/storage-postgres`)
+ * receives every process's changes through `LISTEN/NOTIFY` and hands them to one of these
+ * for the local fan-out.
  *
  * @example
  * ```ts
@@ -31,7 +37,7 @@ export class InProcessChangeSignal implements ChangeSignal {
     this.#onListenerError =
       options.onListenerError ??
       ((error) =>
-        queueMicrotask(() => {
+        platform.queueMicrotask(() => {
           throw error
         }))
   }
