@@ -37,6 +37,19 @@ export interface HttpTransportOptions {
   readonly compress?: boolean
   /** Per-request timeout. Default 30 000 ms. */
   readonly timeoutMs?: number
+  /**
+   * Sends each request through this function instead of the network, e.g. a sync server's
+   * in-process `fetch` handler. Encoding, compression and digests are unchanged; the
+   * response body must be the bytes as sent (not decompressed). Default: HTTP via undici.
+   */
+  readonly fetch?: (request: Request) => Promise<Response>
+}
+
+/** A response reduced to what {@link HttpTransport} reads. */
+interface RawResponse {
+  readonly status: number
+  header(name: string): string | undefined
+  readonly body: Uint8Array
 }
 
 const COMPRESS_ABOVE_BYTES = 1024
@@ -55,6 +68,7 @@ export class HttpTransport implements SyncTransport {
   readonly #format: WireFormat
   readonly #compress: boolean
   readonly #timeoutMs: number
+  readonly #fetch: ((request: Request) => Promise<Response>) | undefined
   readonly #agent = new Agent({ keepAliveTimeout: 30_000 })
 
   constructor(options: HttpTransportOptions) {
@@ -86,6 +100,12 @@ export class HttpTransport implements SyncTransport {
     this.#format = format
     this.#compress = options.compress ?? format === 'json'
     this.#timeoutMs = options.timeoutMs ?? 30_000
+    if (options.fetch !== undefined && typeof options.fetch !== 'function') {
+      throw invalidArgument(
+        `fetch must be a function, got ${describe(options.fetch)}`,
+      )
+    }
+    this.#fetch = options.fetch
     this.#headers = {
       accept: MEDIA_TYPES[format],
       // Same reasoning as for requests: gzip pays for base64 text, not for raw float bytes.
@@ -144,16 +164,15 @@ export class HttpTransport implements SyncTransport {
       ...(compressed ? { 'content-encoding': 'gzip' } : {}),
     }
     const timeout = AbortSignal.timeout(this.#timeoutMs)
-    let response: Awaited<ReturnType<typeof httpRequest>>
+    const url = new URL(path, this.#base)
+    const aborted =
+      signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    let response: RawResponse
     try {
-      response = await httpRequest(new URL(path, this.#base), {
-        method: 'POST',
-        headers,
-        body,
-        dispatcher: this.#agent,
-        signal:
-          signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
-      })
+      response =
+        this.#fetch === undefined
+          ? await this.#send(url, headers, body, aborted)
+          : await fetchRaw(this.#fetch, url, headers, body, aborted)
     } catch (cause) {
       signal?.throwIfAborted()
       throw new VeloSyncError(
@@ -162,23 +181,33 @@ export class HttpTransport implements SyncTransport {
         { cause },
       )
     }
-    const raw = new Uint8Array(await response.body.arrayBuffer())
-    if (response.statusCode === 204) return raw
-    verifyContentDigest(
-      headerOf(response.headers, 'content-digest'),
-      raw,
-      nodeSha256,
-    )
+    const raw = response.body
+    if (response.status === 204) return raw
+    verifyContentDigest(response.header('content-digest'), raw, nodeSha256)
     const bytes =
-      headerOf(response.headers, 'content-encoding') === 'gzip'
-        ? gunzipSync(raw)
-        : raw
-    if (response.statusCode >= 200 && response.statusCode < 300) return bytes
-    throw this.#errorOf(
-      response.statusCode,
-      headerOf(response.headers, 'content-type'),
-      bytes,
-    )
+      response.header('content-encoding') === 'gzip' ? gunzipSync(raw) : raw
+    if (response.status >= 200 && response.status < 300) return bytes
+    throw this.#errorOf(response.status, response.header('content-type'), bytes)
+  }
+
+  async #send(
+    url: URL,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<RawResponse> {
+    const response = await httpRequest(url, {
+      method: 'POST',
+      headers,
+      body,
+      dispatcher: this.#agent,
+      signal,
+    })
+    return {
+      status: response.statusCode,
+      header: (name) => headerOf(response.headers, name),
+      body: new Uint8Array(await response.body.arrayBuffer()),
+    }
   }
 
   /** Maps an error response back to a VeloSyncError with the server's code. */
@@ -205,6 +234,28 @@ export class HttpTransport implements SyncTransport {
         `HTTP ${status} without a VeloSync error body (a proxy in between?)`,
       )
     }
+  }
+}
+
+async function fetchRaw(
+  fetch: (request: Request) => Promise<Response>,
+  url: URL,
+  headers: Record<string, string>,
+  body: Uint8Array,
+  signal: AbortSignal,
+): Promise<RawResponse> {
+  const response = await fetch(
+    new Request(url, {
+      method: 'POST',
+      headers,
+      body: body as Uint8Array<ArrayBuffer>,
+      signal,
+    }),
+  )
+  return {
+    status: response.status,
+    header: (name) => response.headers.get(name) ?? undefined,
+    body: new Uint8Array(await response.arrayBuffer()),
   }
 }
 
