@@ -154,10 +154,12 @@ export function checkRun(
     if (list === undefined) writesByDoc.set(key, (list = []))
     list.push(write)
   }
+  const withdrawn = withdrawnWrites(history)
   /** The writes of a document that a version's vector has seen. */
   const coverage = (key: string, version: DocumentVersion): Set<number> => {
     const covered = new Set<number>()
     for (const [i, write] of (writesByDoc.get(key) ?? []).entries()) {
+      if (withdrawn.has(write)) continue
       const counter = counterOf(write.version.versionVector, write.replica)
       if (counterOf(version.versionVector, write.replica) >= counter) {
         covered.add(i)
@@ -223,15 +225,25 @@ export function checkRun(
   let lost = 0
   for (const [key, writes] of writesByDoc) {
     const stored = finalByDoc.get(key)
-    // A tombstone that garbage collection removed is known only from the decisions.
-    const covers =
-      stored === undefined
-        ? rebuilt.get(key)?.deleted === true
-          ? rebuilt.get(key)?.covers
-          : undefined
-        : coverage(key, stored)
+    const decided = rebuilt.get(key)
+    let covers: ReadonlySet<number>
+    if (stored !== undefined) covers = coverage(key, stored)
+    else if (decided !== undefined)
+      // A tombstone that garbage collection removed is known only from the decisions.
+      covers = decided.deleted ? decided.covers : new Set()
+    else {
+      // The server never stored the document: correct only if deletes cover every write
+      // (a document created and deleted before it was ever pushed is compacted away).
+      const deletes = new Set<number>()
+      for (const write of writes) {
+        if (write.version.deleted) {
+          for (const i of coverage(key, write.version)) deletes.add(i)
+        }
+      }
+      covers = deletes
+    }
     for (const [i, write] of writes.entries()) {
-      if (covers?.has(i) === true) continue
+      if (covers.has(i) || withdrawn.has(write)) continue
       lost++
       problems.push(
         `lost: ${write.collection}/${write.version.id} written by ${write.replica} (lsn ${write.lsn}, ${write.version.deleted ? 'delete' : 'put'})`,
@@ -241,7 +253,11 @@ export function checkRun(
 
   // Diverged: every device against the server, and the server against the oracle.
   let diverged = 0
-  const oracle = oracleDigests(history.writes, final.collections, sha256)
+  const oracle = oracleDigests(
+    history.writes.filter((write) => !withdrawn.has(write)),
+    final.collections,
+    sha256,
+  )
   for (const { name } of final.collections) {
     const server = final.server.digests[name] ?? EMPTY_COLLECTION_DIGEST
     const expected = oracle.get(name) ?? EMPTY_COLLECTION_DIGEST
@@ -271,6 +287,46 @@ export function checkRun(
     convergeMs: final.convergeMs,
     problems,
   }
+}
+
+/**
+ * Writes that compaction legitimately withdrew (DESIGN: "create-then-delete of a
+ * never-pushed document sends nothing"). A replica's writes to one document split into
+ * lives, each starting where the replica's own counter is 1 (its row held nothing of its
+ * own); a life whose last write is a delete and none of whose writes reached the
+ * server was purged, tombstone included, and never existed for anyone else.
+ */
+function withdrawnWrites(history: ChaosHistory): Set<ChaosWrite> {
+  const pushed = new Set(
+    history.serverOps.map((op) => `${op.replica}#${op.lsn}`),
+  )
+  const lives = new Map<string, ChaosWrite[][]>()
+  for (const write of history.writes) {
+    const key = `${write.replica}\u0000${keyOf(write.collection, write.version.id)}`
+    let list = lives.get(key)
+    if (list === undefined) lives.set(key, (list = []))
+    // The replica's own counter restarts at 1 only when its row held nothing of its own
+    // (a first write, or one after such a purge): a new life.
+    const fresh = counterOf(write.version.versionVector, write.replica) === 1
+    if (fresh || list.length === 0) list.push([])
+    list[list.length - 1]?.push(write)
+  }
+  const withdrawn = new Set<ChaosWrite>()
+  for (const list of lives.values()) {
+    for (const life of list) {
+      const last = life[life.length - 1] as ChaosWrite
+      const unsent = life.every(
+        (write) =>
+          !pushed.has(`${write.replica}#${write.lsn}`) &&
+          Object.keys(write.version.versionVector).every(
+            (replica) => replica === write.replica,
+          ),
+      )
+      if (last.version.deleted && unsent)
+        for (const write of life) withdrawn.add(write)
+    }
+  }
+  return withdrawn
 }
 
 /**
