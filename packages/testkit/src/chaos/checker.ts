@@ -120,6 +120,8 @@ export interface RunFigures {
   readonly lost: number
   readonly duplicated: number
   readonly diverged: number
+  /** Of `diverged`: server digests that differ from the oracle (devices agreeing or not). */
+  readonly oracleDiverged: number
   readonly stuck: number
   readonly falseConflicts: number
   readonly missedConflicts: number
@@ -253,6 +255,7 @@ export function checkRun(
 
   // Diverged: every device against the server, and the server against the oracle.
   let diverged = 0
+  let oracleDiverged = 0
   const oracle = oracleDigests(
     history.writes.filter((write) => !withdrawn.has(write)),
     final.collections,
@@ -263,6 +266,7 @@ export function checkRun(
     const expected = oracle.get(name) ?? EMPTY_COLLECTION_DIGEST
     if (server !== expected) {
       diverged++
+      oracleDiverged++
       problems.push(`diverged: server ${name} digest differs from the oracle`)
     }
     for (const device of final.devices) {
@@ -281,6 +285,7 @@ export function checkRun(
     lost,
     duplicated,
     diverged,
+    oracleDiverged,
     stuck: final.quiesced ? 0 : 1,
     falseConflicts,
     missedConflicts,

@@ -47,6 +47,7 @@ export {
   type ScenarioConfig,
 } from './simulation.js'
 export {
+  CLOCK_ORDER_DEPENDENCE,
   NETWORK_FAULTS,
   SCENARIOS,
   runScenario,
@@ -54,3 +55,4 @@ export {
   type RunScenarioOptions,
   type ScenarioReport,
 } from './scenarios.js'
+export { formatChaosDetails, formatChaosTable } from './report.js'

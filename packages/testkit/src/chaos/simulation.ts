@@ -24,6 +24,7 @@ import {
   LocalStore,
   SyncClient,
   nodeSha256,
+  type SyncTransport,
 } from '@velosync/client'
 import {
   canonicalMetadataJson,
@@ -139,6 +140,11 @@ export interface ScenarioConfig {
   readonly clockJumps: boolean
   /** The server's tombstone retention (virtual ms). */
   readonly tombstoneRetentionMs: number
+  /**
+   * A known, reported defect: server digests that differ from the serial oracle still
+   * count in `diverged`, but do not stop the exploration (so the row measures how often).
+   */
+  readonly knownOracleDivergence?: string
 }
 
 /** Hooks that break a guarantee on purpose (harness self-tests). Production runs use none. */
@@ -149,7 +155,7 @@ export interface ChaosInjection {
   readonly wrapTransport?: (
     transport: HttpTransport,
     device: string,
-  ) => ConstructorParameters<typeof SyncClient>[1]['transport']
+  ) => SyncTransport
 }
 
 /** What one run produced. */
