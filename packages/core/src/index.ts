@@ -116,6 +116,7 @@ export { topK } from './vector/top-k.js'
 export {
   compareByDefaultRule,
   resolveIncoming,
+  type ClockBound,
   type ConflictResolver,
   type PushOutcome,
   type Resolution,

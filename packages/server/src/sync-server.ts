@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import {
+  DEFAULT_MAX_FORWARD_DRIFT_MS,
   MEDIA_TYPES,
   PROTOCOL_VERSION,
   VeloSyncError,
@@ -87,6 +88,12 @@ export interface SyncServerOptions {
   readonly resolver?: ConflictResolver
   /** How long tombstones (and silent devices' claims on them) are kept. Default 30 days. */
   readonly tombstoneRetentionMs?: number
+  /**
+   * How far a pushed version's HLC may lead this server's clock when it competes in a
+   * conflict (ServerStore S13): a device whose clock says 2099 competes at acceptance time
+   * plus this bound. Default 60 000 (the HLC's own forward-drift bound).
+   */
+  readonly maxClockLeadMs?: number
   /** Milliseconds since the epoch. Default `Date.now`. */
   readonly clock?: () => number
   /** Where requests, failures and garbage collections are logged. Default: nowhere. */
@@ -167,6 +174,10 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     options.tombstoneRetentionMs ?? DEFAULT_TOMBSTONE_RETENTION_MS
   if (!Number.isSafeInteger(retentionMs) || retentionMs < 0) {
     throw invalidArgument('tombstoneRetentionMs must be a non-negative integer')
+  }
+  const maxClockLeadMs = options.maxClockLeadMs ?? DEFAULT_MAX_FORWARD_DRIFT_MS
+  if (!Number.isSafeInteger(maxClockLeadMs) || maxClockLeadMs < 0) {
+    throw invalidArgument('maxClockLeadMs must be a non-negative integer')
   }
   const clock = options.clock ?? Date.now
   const logger = options.logger ?? silentLogger
@@ -305,6 +316,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     await ensureCollections(sync.collections)
     const pushed = await store.push(replica, sync.push, {
       nowMs: clock(),
+      maxClockLeadMs,
       ...(options.resolver === undefined ? {} : { resolver: options.resolver }),
     })
     if (sync.push.length > 0) maybeCollectGarbage()

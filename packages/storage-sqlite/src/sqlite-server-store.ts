@@ -18,6 +18,7 @@ import {
   parseVersionVector,
   replicaIdOf,
   resolveIncoming,
+  type ClockBound,
   toStoredVector,
   vectorFromBytes,
   vectorToBytes,
@@ -172,6 +173,9 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX vs_device_tokens_device ON vs_device_tokens (device_id);
   `,
+  // ServerStore S13: the effective wall time a stored version competes with in conflicts
+  // (NULL: its HLC wall time, as stored before bounds existed or without one).
+  `ALTER TABLE vs_documents ADD COLUMN effective_wall_ms INTEGER;`,
 ]
 
 /** The schema version this code writes; newer files are refused rather than misread. */
@@ -204,6 +208,7 @@ interface VersionRow {
 interface DocumentRow extends VersionRow {
   seq: number
   hash: Uint8Array | null
+  effective_wall_ms: number | null
 }
 
 interface PulledRow extends VersionRow {
@@ -407,6 +412,15 @@ export class SqliteServerStore implements ServerStore {
       const opList: readonly PushOp[] = ops
       const nowMs = this.#now(options.nowMs, 'nowMs')
       const resolver = options.resolver
+      const maxLeadMs = options.maxClockLeadMs
+      if (
+        maxLeadMs !== undefined &&
+        (!Number.isSafeInteger(maxLeadMs) || maxLeadMs < 0)
+      ) {
+        throw invalidArgument(
+          `maxClockLeadMs must be a non-negative integer, got ${describe(maxLeadMs)}`,
+        )
+      }
       if (resolver !== undefined && typeof resolver !== 'function') {
         throw invalidArgument(
           `resolver must be a function, got ${describe(resolver)}`,
@@ -464,7 +478,14 @@ export class SqliteServerStore implements ServerStore {
       const result = this.#run(() =>
         this.#db
           .transaction(() =>
-            this.#applyPush(replica, replicaId, prepared, resolver, nowMs),
+            this.#applyPush(
+              replica,
+              replicaId,
+              prepared,
+              resolver,
+              nowMs,
+              maxLeadMs,
+            ),
           )
           .immediate(),
       )
@@ -800,6 +821,7 @@ export class SqliteServerStore implements ServerStore {
     ops: readonly PreparedOp[],
     resolver: ConflictResolver | undefined,
     nowMs: number,
+    maxLeadMs: number | undefined,
   ): PushResult {
     const s = this.#statements
     const replicaRow = s.selectReplica.get(replicaId) as
@@ -833,7 +855,20 @@ export class SqliteServerStore implements ServerStore {
         DocumentRow | undefined
       const current =
         row === undefined ? undefined : rowToVersion(schema, op.version.id, row)
-      const resolution = resolve(current, op.version, resolver)
+      const resolution = resolve(
+        current,
+        op.version,
+        resolver,
+        maxLeadMs === undefined
+          ? undefined
+          : {
+              nowMs,
+              maxLeadMs,
+              ...(row?.effective_wall_ms == null
+                ? {}
+                : { currentEffectiveMs: row.effective_wall_ms }),
+            },
+      )
       const stored = resolution.stored
       if (stored === undefined) {
         results.push(
@@ -867,6 +902,7 @@ export class SqliteServerStore implements ServerStore {
         storedHash,
         asPushed ? replicaId : null,
         nowMs,
+        resolution.storedEffectiveMs ?? null,
       )
       if (resolution.loser !== undefined) {
         s.insertConflict.run(
@@ -1022,20 +1058,22 @@ function prepareStatements(db: Database.Database) {
       'UPDATE vs_collections SET digest = ? WHERE collection_id = ?',
     ),
     selectDocument: db.prepare(
-      `SELECT seq, hash, ${versionColumns()} FROM vs_documents WHERE collection_id = ? AND id = ?`,
+      `SELECT seq, hash, effective_wall_ms, ${versionColumns()} FROM vs_documents WHERE collection_id = ? AND id = ?`,
     ),
     // The document moves to its new seq: seq is the rowid, so this re-files the row in
     // change-log order.
     upsertDocument: db.prepare(
       `INSERT INTO vs_documents
-         (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms,
+          effective_wall_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (collection_id, id) DO UPDATE SET
          seq = excluded.seq, deleted = excluded.deleted, vector = excluded.vector,
          metadata = excluded.metadata, version_vector = excluded.version_vector,
          hlc_wall = excluded.hlc_wall, hlc_counter = excluded.hlc_counter,
          origin = excluded.origin, hash = excluded.hash,
-         unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms`,
+         unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
+         effective_wall_ms = excluded.effective_wall_ms`,
     ),
     selectAfter: db.prepare(
       `SELECT seq, collection_id, id, unchanged_from, ${versionColumns()}
@@ -1140,9 +1178,10 @@ function resolve(
   current: DocumentVersion | undefined,
   incoming: DocumentVersion,
   resolver: ConflictResolver | undefined,
+  bound: ClockBound | undefined,
 ): Resolution {
   try {
-    return resolveIncoming(current, incoming, resolver)
+    return resolveIncoming(current, incoming, resolver, bound)
   } catch (error) {
     if (isVeloSyncError(error)) throw error
     throw new VeloSyncError(

@@ -357,6 +357,38 @@ export function describeServerStore(
       )
     })
 
+    it(`${name}: S13 a far-future HLC competes at acceptance time + maxClockLeadMs, for as long as it is stored`, async () => {
+      const bound = { maxClockLeadMs: 60_000 }
+      const year2099 = Date.UTC(2099, 0, 1)
+      // A's clock says 2099; B writes concurrently two minutes later, by the server's clock.
+      const ax = a.put('x', 1, {}, { wallMs: year2099 })
+      await store.push(DEVICE_A, [ax], { ...bound, nowMs: 1_000_000 })
+      const bx = b.put('x', 2, {}, { wallMs: 1_120_000 })
+      const later = await store.push(DEVICE_B, [bx], {
+        ...bound,
+        nowMs: 1_120_000,
+      })
+      expect(later.results[0]?.outcome).toBe('conflict_won')
+      // Within the bound the future clock still wins: it competes at 1_060_000.
+      const ay = a.put('y', 3, {}, { wallMs: year2099 })
+      await store.push(DEVICE_A, [ay], { ...bound, nowMs: 1_000_000 })
+      const by = b.put('y', 4, {}, { wallMs: 1_030_000 })
+      const within = await store.push(DEVICE_B, [by], {
+        ...bound,
+        nowMs: 1_030_000,
+      })
+      expect(within.results[0]?.outcome).toBe('conflict_lost')
+      // Without a bound the HLC competes as it is.
+      const az = a.put('z', 5, {}, { wallMs: year2099 })
+      await store.push(DEVICE_A, [az], { nowMs: 1_000_000 })
+      const bz = b.put('z', 6, {}, { wallMs: 1_120_000 })
+      const unbounded = await store.push(DEVICE_B, [bz], { nowMs: 1_120_000 })
+      expect(unbounded.results[0]?.outcome).toBe('conflict_lost')
+      await expect(
+        store.push(DEVICE_B, [b.put('w', 7)], { maxClockLeadMs: -1 }),
+      ).rejects.toMatchObject({ code: 'invalid_argument' })
+    })
+
     const resolvers: Array<[string, ConflictResolver | undefined]> = [
       ['default rule', undefined],
       [

@@ -211,3 +211,69 @@ describe('resolveIncoming: examples', () => {
     expect(isVeloSyncError(caught, 'internal')).toBe(true)
   })
 })
+
+describe('resolveIncoming with a clock bound', () => {
+  const at = (
+    origin: string,
+    wallMs: number,
+    value: number,
+  ): DocumentVersion => ({
+    id: 'doc',
+    deleted: false,
+    vector: new Float32Array([value, 1]),
+    metadataJson: `{"v":${value}}`,
+    versionVector: { [origin]: 1 },
+    hlc: { wallMs, counter: 0 },
+    origin,
+  })
+  const year2099 = Date.UTC(2099, 0, 1)
+
+  it('a far-future version competes at acceptance + bound, and keeps that effective time', () => {
+    const future = at('a.01', year2099, 1)
+    const accepted = resolveIncoming(undefined, future, undefined, {
+      nowMs: 1_000,
+      maxLeadMs: 60,
+    })
+    expect(accepted.storedEffectiveMs).toBe(1_060)
+    // A concurrent write later than the bound wins; without the bound 2099 would.
+    const later = at('b.01', 1_100, 2)
+    expect(resolveIncoming(future, later).outcome).toBe('conflict_lost')
+    const bounded = resolveIncoming(future, later, undefined, {
+      nowMs: 1_100,
+      maxLeadMs: 60,
+      currentEffectiveMs: 1_060,
+    })
+    expect(bounded).toMatchObject({
+      outcome: 'conflict_won',
+      storedEffectiveMs: 1_100,
+    })
+    // Inside the bound the earlier-accepted future version still wins, and keeps its time.
+    const inside = resolveIncoming(future, at('b.01', 1_050, 3), undefined, {
+      nowMs: 1_050,
+      maxLeadMs: 60,
+      currentEffectiveMs: 1_060,
+    })
+    expect(inside).toMatchObject({
+      outcome: 'conflict_lost',
+      storedEffectiveMs: 1_060,
+    })
+  })
+
+  it('changes nothing for HLCs within the bound', () => {
+    fc.assert(
+      fc.property(versionArb, versionArb, (current, incoming) => {
+        const bound = { nowMs: 10, maxLeadMs: 0 }
+        const { storedEffectiveMs, ...withBound } = resolveIncoming(
+          current,
+          incoming,
+          undefined,
+          bound,
+        )
+        expect(withBound).toEqual(resolveIncoming(current, incoming))
+        if (withBound.stored !== undefined)
+          expect(storedEffectiveMs).toBe(withBound.stored.hlc.wallMs)
+      }),
+      runs,
+    )
+  })
+})

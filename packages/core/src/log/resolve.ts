@@ -26,6 +26,26 @@ export interface Resolution {
   readonly stored?: DocumentVersion
   /** For a conflict: the version whose content lost, exactly as it was. */
   readonly loser?: DocumentVersion
+  /**
+   * With a {@link ClockBound}: the effective wall time of the stored content, which the
+   * store keeps with the row and passes back as `currentEffectiveMs`.
+   */
+  readonly storedEffectiveMs?: number
+}
+
+/**
+ * Bounds how far into the future a version's HLC may reach when it competes in a
+ * conflict, so that a device whose clock says 2099 does not win every later conflict
+ * forever. A version competes with its effective time, `min(hlc.wallMs, acceptedAtMs +
+ * maxLeadMs)`, fixed when the server accepts it; the HLC itself is stored unchanged.
+ */
+export interface ClockBound {
+  /** The server's wall clock now, when the incoming version is accepted (ms). */
+  readonly nowMs: number
+  /** How far a version's HLC may lead the server's clock (ms, >= 0). */
+  readonly maxLeadMs: number
+  /** The stored version's effective wall time as recorded; default its HLC wall time. */
+  readonly currentEffectiveMs?: number
 }
 
 /**
@@ -88,13 +108,22 @@ export function resolveIncoming(
   current: DocumentVersion | undefined,
   incoming: DocumentVersion,
   resolver?: ConflictResolver,
+  bound?: ClockBound,
 ): Resolution {
-  if (current === undefined) return { outcome: 'applied', stored: incoming }
+  const incomingMs =
+    bound === undefined
+      ? undefined
+      : Math.min(incoming.hlc.wallMs, bound.nowMs + bound.maxLeadMs)
+  const applied: Resolution =
+    incomingMs === undefined
+      ? { outcome: 'applied', stored: incoming }
+      : { outcome: 'applied', stored: incoming, storedEffectiveMs: incomingMs }
+  if (current === undefined) return applied
   switch (
     compareVersionVectors(incoming.versionVector, current.versionVector)
   ) {
     case 'dominates':
-      return { outcome: 'applied', stored: incoming }
+      return applied
     case 'equal':
       return { outcome: 'duplicate' }
     case 'dominated':
@@ -104,8 +133,17 @@ export function resolveIncoming(
   }
   // Hand the pair to the resolver in a fixed order (default-rule winner first), so that a
   // resolver that is not symmetric still cannot make the answer depend on arrival order.
+  // Under a clock bound the rule sees effective times (a clamped version competes at the
+  // bound, counter 0); the resolver still gets the versions as they are.
+  const currentMs =
+    bound === undefined
+      ? undefined
+      : (bound.currentEffectiveMs ?? current.hlc.wallMs)
   const [first, second] =
-    compareByDefaultRule(incoming, current) >= 0
+    compareByDefaultRule(
+      competing(incoming, incomingMs),
+      competing(current, currentMs),
+    ) >= 0
       ? [incoming, current]
       : [current, incoming]
   const winner = resolver === undefined ? first : resolver(first, second)
@@ -116,6 +154,7 @@ export function resolveIncoming(
     )
   }
   const loser = winner === first ? second : first
+  const winnerMs = winner === incoming ? incomingMs : currentMs
   return {
     outcome: winner === incoming ? 'conflict_won' : 'conflict_lost',
     stored: {
@@ -126,5 +165,16 @@ export function resolveIncoming(
       ),
     },
     loser,
+    ...(winnerMs === undefined ? {} : { storedEffectiveMs: winnerMs }),
   }
+}
+
+/** The version as the rule ranks it: its HLC lowered to its effective time if that is earlier. */
+function competing(
+  version: DocumentVersion,
+  effectiveMs: number | undefined,
+): DocumentVersion {
+  return effectiveMs === undefined || effectiveMs >= version.hlc.wallMs
+    ? version
+    : { ...version, hlc: { wallMs: effectiveMs, counter: 0 } }
 }

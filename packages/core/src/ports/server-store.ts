@@ -109,6 +109,11 @@ export interface PushOptions {
   readonly resolver?: ConflictResolver
   /** The time recorded for this push (replica last seen, conflicts, document updates). Default: the store's clock. */
   readonly nowMs?: number
+  /**
+   * Bounds how far a pushed version's HLC may lead `nowMs` in conflict resolution (S13):
+   * a non-negative number of ms. Default: unbounded (HLCs compete as they are).
+   */
+  readonly maxClockLeadMs?: number
 }
 
 /** Options of {@link ServerStore.conflicts}. */
@@ -218,6 +223,14 @@ export interface GarbageCollectionResult {
  *
  * 12. **S12 Lifecycle.** `close()` is idempotent; any other call after it throws `closed`.
  *    Driver failures surface as `storage_failure` with the driver's error as `cause`.
+ *
+ * 13. **S13 Bounded clock lead.** A stored document may carry an effective wall time.
+ *    When `push` resolves an op with `maxClockLeadMs` set, it passes `resolveIncoming` a
+ *    `ClockBound` of `{ nowMs, maxLeadMs: maxClockLeadMs, currentEffectiveMs }` (the stored
+ *    row's effective time; absent for rows stored without one, which then compete with
+ *    their HLC) and stores the resolution's `storedEffectiveMs` with the new row. A version
+ *    whose HLC says 2099 thus competes at its acceptance time plus the bound, for as long
+ *    as it is stored. Without `maxClockLeadMs`, rows are stored without an effective time.
  *
  * All methods are async so that a networked backend can implement the same port.
  */
