@@ -126,6 +126,17 @@ describe('chaos harness self-tests: a broken guarantee shows in the report', () 
     expect(result.row.lost).toBeGreaterThan(0)
   })
 
+  it('a server without a clock bound lets a 2099 clock win later conflicts: the skew measure shows it', async () => {
+    const year2099 = SCENARIOS.find(
+      (s) => s.name === 'clock-2099',
+    ) as ScenarioConfig
+    const result = await report(
+      { ...year2099, maxClockLeadMs: Number.MAX_SAFE_INTEGER },
+      {},
+    )
+    expect(result.skew.wonBySkewed).toBeGreaterThan(0)
+  })
+
   it('a failure shrinks to a smaller counterexample with the problems spelled out', async () => {
     const options = {
       runs: RUNS,

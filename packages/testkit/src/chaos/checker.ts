@@ -79,6 +79,8 @@ export interface ChaosServerOp {
   readonly outcome: PushOutcome
   /** The stored version after a conflict (the winner's content, merged vector). */
   readonly stored?: DocumentVersion
+  /** The server's clock when the push committed (ms), when known. */
+  readonly acceptedAtMs?: number
 }
 
 /** Everything that happened in one run, in order. */

@@ -53,6 +53,9 @@ export class RecordingServerStore implements ServerStore {
         ...(conflict && outcome.version !== undefined
           ? { stored: outcome.version }
           : {}),
+        ...(options?.nowMs === undefined
+          ? {}
+          : { acceptedAtMs: options.nowMs }),
       })
     }
     return result

@@ -50,7 +50,7 @@ export function formatChaosDetails(reports: readonly ScenarioReport[]): string {
         `${f.dropResponse} answers lost, ${f.duplicate} duplicated, ${f.delay} delayed, ` +
         `${f.corruptRequest + f.corruptResponse} corrupted, ${f.partitioned} partitioned), ` +
         `${r.failedRounds} failed rounds; server vs oracle diverged ${r.oracleDiverged}; ` +
-        `conflicts with a skewed clock lost by the later write: ${r.skew.wonBySkewed}/${r.skew.laterConflicts}` +
+        `skewed clock won against a write > 60 s after its acceptance: ${r.skew.wonBySkewed}/${r.skew.laterConflicts}` +
         (r.knownIssue === undefined ? '' : `\n  known issue: ${r.knownIssue}`)
       )
     })
