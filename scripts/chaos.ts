@@ -1,7 +1,7 @@
 /*
  * `npm run chaos`: runs every chaos scenario (packages/testkit/src/chaos) and prints one
  * table; `--json` prints the same rows as a JSON array. Exits 1 when any safety figure
- * (lost, duplicated, diverged, stuck, false or missed conflicts) is not 0.
+ * (lost, duplicated, diverged, stuck, false or missed conflicts) is not 0, or a run threw.
  *
  *   CHAOS_RUNS=N        simulation runs per scenario (default 25)
  *   CHAOS_SEED=N        fast-check seed (default: random, printed)
@@ -66,7 +66,12 @@ if (json) {
       `${formatChaosDetails(reports)}\n`,
   )
 }
-process.exitCode = reports.some((r) => safetyViolations(r.row) > 0) ? 1 : 0
+// A counterexample without a safety figure is a run that threw: a failure too.
+process.exitCode = reports.some(
+  (r) => safetyViolations(r.row) > 0 || r.counterexample !== undefined,
+)
+  ? 1
+  : 0
 
 function integerEnv(name: string, fallback: number, min: number): number {
   const text = process.env[name]

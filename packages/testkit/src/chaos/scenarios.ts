@@ -161,12 +161,29 @@ export async function runScenario(
   let failedRounds = 0
   let failing = false
   let shrinkRuns = options.shrinkRuns ?? 150
+  /** The problems of the last failing run: the shrunk counterexample's, as it ran. */
+  let lastFailure: readonly string[] = []
   const details = await fc.check(
     fc.asyncProperty(chaosRunArb(config), async (run) => {
       // Out of shrinking budget: call every further candidate a pass, so fast-check stops
       // with the smallest failure found so far.
       if (failing && shrinkRuns-- <= 0) return true
-      const result = await runChaos(config, run, options.injection)
+      let result: Awaited<ReturnType<typeof runChaos>>
+      try {
+        result = await runChaos(config, run, options.injection)
+      } catch (error) {
+        // The harness itself failed (or the system threw where it must not): a failure
+        // to shrink and print like any other, not a run to count.
+        const cause = (error as { cause?: { code?: unknown } }).cause
+        lastFailure = [
+          `threw: ${(error as Error).stack ?? String(error)}` +
+            (cause === undefined
+              ? ''
+              : `\ncause: ${String(cause.code ?? cause)}`),
+        ]
+        failing = true
+        return false
+      }
       const tolerated =
         config.knownOracleDivergence === undefined
           ? 0
@@ -181,6 +198,7 @@ export async function runScenario(
         skew.wonBySkewed += result.skew.wonBySkewed
         failedRounds += result.failedRounds
       }
+      if (!ok) lastFailure = result.figures.problems
       failing ||= !ok
       return ok
     }),
@@ -203,12 +221,11 @@ export async function runScenario(
   }
   if (!details.failed || details.counterexample === null) return summary
   const [run] = details.counterexample
-  const replay = await runChaos(config, run, options.injection)
   return {
     ...summary,
     counterexample: {
       run,
-      problems: replay.figures.problems,
+      problems: lastFailure,
       seed: details.seed,
       path: details.counterexamplePath ?? undefined,
     },
