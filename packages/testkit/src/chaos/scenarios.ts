@@ -174,12 +174,13 @@ export async function runScenario(
       } catch (error) {
         // The harness itself failed (or the system threw where it must not): a failure
         // to shrink and print like any other, not a run to count.
-        const cause = (error as { cause?: { code?: unknown } }).cause
+        const cause = (error as { cause?: { code?: string; message?: string } })
+          .cause
         lastFailure = [
           `threw: ${(error as Error).stack ?? String(error)}` +
             (cause === undefined
               ? ''
-              : `\ncause: ${String(cause.code ?? cause)}`),
+              : `\ncause: ${cause.code ?? cause.message ?? ''}`),
         ]
         failing = true
         return false
