@@ -61,8 +61,9 @@ function finalOf(
   stored: DocumentVersion | undefined,
 ): ChaosFinalState {
   const digest =
-    oracleDigests(writes, COLLECTIONS, nodeSha256).get('notes') ??
-    EMPTY_COLLECTION_DIGEST
+    oracleDigests({ writes, serverOps: [] }, COLLECTIONS, nodeSha256).get(
+      'notes',
+    ) ?? EMPTY_COLLECTION_DIGEST
   return {
     collections: COLLECTIONS,
     server: {

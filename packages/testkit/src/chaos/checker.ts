@@ -89,6 +89,11 @@ export interface ChaosHistory {
   readonly writes: readonly ChaosWrite[]
   /** Every op result of every committed push, in commit order. */
   readonly serverOps: readonly ChaosServerOp[]
+  /**
+   * The server's clock bound (`maxClockLeadMs`), if it resolves with one: the oracle then
+   * lets each write compete with `min(HLC, first acceptance + bound)`, as the server does.
+   */
+  readonly maxClockLeadMs?: number
 }
 
 /** What every replica holds at the end of a run. */
@@ -259,7 +264,7 @@ export function checkRun(
   let diverged = 0
   let oracleDiverged = 0
   const oracle = oracleDigests(
-    history.writes.filter((write) => !withdrawn.has(write)),
+    { ...history, writes: history.writes.filter((w) => !withdrawn.has(w)) },
     final.collections,
     sha256,
   )
@@ -338,25 +343,54 @@ function withdrawnWrites(history: ChaosHistory): Set<ChaosWrite> {
 
 /**
  * The oracle: every returned write applied serially, in the order the writes returned,
- * under the server's resolution rule; then each collection's digest of live documents.
+ * under the server's resolution rule (with its clock bound, if any); then each
+ * collection's digest of live documents.
  */
 export function oracleDigests(
-  writes: readonly ChaosWrite[],
+  history: ChaosHistory,
   collections: ChaosFinalState['collections'],
   sha256: Sha256,
 ): Map<string, string> {
+  const acceptedAt = new Map<string, number>()
+  for (const op of history.serverOps) {
+    const key = `${op.replica}#${op.lsn}`
+    if (op.acceptedAtMs !== undefined && !acceptedAt.has(key))
+      acceptedAt.set(key, op.acceptedAtMs)
+  }
   const state = new Map<
     string,
-    { collection: string; version: DocumentVersion }
+    { collection: string; version: DocumentVersion; effectiveMs?: number }
   >()
-  for (const write of writes) {
+  for (const write of history.writes) {
     const key = keyOf(write.collection, write.version.id)
-    const stored = resolveIncoming(
-      state.get(key)?.version,
+    const current = state.get(key)
+    const bound =
+      history.maxClockLeadMs === undefined
+        ? undefined
+        : {
+            // A write the server never received competes with its HLC as it is.
+            nowMs:
+              acceptedAt.get(`${write.replica}#${write.lsn}`) ??
+              Number.POSITIVE_INFINITY,
+            maxLeadMs: history.maxClockLeadMs,
+            ...(current?.effectiveMs === undefined
+              ? {}
+              : { currentEffectiveMs: current.effectiveMs }),
+          }
+    const resolution = resolveIncoming(
+      current?.version,
       write.version,
-    ).stored
-    if (stored !== undefined)
-      state.set(key, { collection: write.collection, version: stored })
+      undefined,
+      bound,
+    )
+    if (resolution.stored !== undefined)
+      state.set(key, {
+        collection: write.collection,
+        version: resolution.stored,
+        ...(resolution.storedEffectiveMs === undefined
+          ? {}
+          : { effectiveMs: resolution.storedEffectiveMs }),
+      })
   }
   const dtypes = new Map(collections.map((c) => [c.name, c.dtype]))
   const digests = new Map<string, CollectionDigest>()

@@ -519,7 +519,12 @@ export async function runChaos(
 
     const final = await finalState(store, devices, convergeMs)
     const figures = checkRun(
-      { writes, serverOps: recording.ops },
+      {
+        writes,
+        serverOps: recording.ops,
+        // The server's default bound is the HLC's own (60 s).
+        maxClockLeadMs: config.maxClockLeadMs ?? DEFAULT_MAX_FORWARD_DRIFT_MS,
+      },
       final,
       nodeSha256,
     )
