@@ -43,6 +43,20 @@ export interface HttpTransportOptions {
    * without a byte. Default 45 000 ms: three of the server's 15 s heartbeats.
    */
   readonly liveTimeoutMs?: number
+  /**
+   * Sends each sync and ack request through this function instead of the network, e.g. a
+   * sync server's in-process `fetch` handler. Encoding, compression and digests are
+   * unchanged; the response body must be the bytes as sent (not decompressed). Default:
+   * HTTP via undici. (The live channel always uses the network.)
+   */
+  readonly fetch?: (request: Request) => Promise<Response>
+}
+
+/** A response reduced to what {@link HttpTransport} reads. */
+interface RawResponse {
+  readonly status: number
+  header(name: string): string | undefined
+  readonly body: Uint8Array
 }
 
 const COMPRESS_ABOVE_BYTES = 1024
@@ -69,6 +83,7 @@ export class HttpTransport implements SyncTransport {
   readonly #compress: boolean
   readonly #timeoutMs: number
   readonly #liveTimeoutMs: number
+  readonly #fetch: ((request: Request) => Promise<Response>) | undefined
   readonly #agent = new Agent({ keepAliveTimeout: 30_000 })
   /** The live stream holds its connection for as long as it runs: not one of the sync pool's. */
   readonly #liveAgent = new Agent()
@@ -103,6 +118,12 @@ export class HttpTransport implements SyncTransport {
     this.#compress = options.compress ?? format === 'json'
     this.#timeoutMs = options.timeoutMs ?? 30_000
     this.#liveTimeoutMs = options.liveTimeoutMs ?? 45_000
+    if (options.fetch !== undefined && typeof options.fetch !== 'function') {
+      throw invalidArgument(
+        `fetch must be a function, got ${describe(options.fetch)}`,
+      )
+    }
+    this.#fetch = options.fetch
     this.#headers = {
       accept: MEDIA_TYPES[format],
       // Same reasoning as for requests: gzip pays for base64 text, not for raw float bytes.
@@ -175,7 +196,7 @@ export class HttpTransport implements SyncTransport {
     }
     try {
       if (response.statusCode !== 200) {
-        await this.#checkedBody(response)
+        this.#checkedBody(await rawResponse(response))
         throw new VeloSyncError(
           'internal',
           `GET /v1/events answered ${response.statusCode} instead of a stream`,
@@ -259,16 +280,15 @@ export class HttpTransport implements SyncTransport {
       ...(compressed ? { 'content-encoding': 'gzip' } : {}),
     }
     const timeout = AbortSignal.timeout(this.#timeoutMs)
-    let response: Awaited<ReturnType<typeof httpRequest>>
+    const url = new URL(path, this.#base)
+    const aborted =
+      signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    let response: RawResponse
     try {
-      response = await httpRequest(new URL(path, this.#base), {
-        method: 'POST',
-        headers,
-        body,
-        dispatcher: this.#agent,
-        signal:
-          signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
-      })
+      response =
+        this.#fetch === undefined
+          ? await this.#send(url, headers, body, aborted)
+          : await fetchRaw(this.#fetch, url, headers, body, aborted)
     } catch (cause) {
       signal?.throwIfAborted()
       throw this.#unreachable(cause)
@@ -285,25 +305,30 @@ export class HttpTransport implements SyncTransport {
   }
 
   /** The verified, decompressed body of a 2xx answer; the server's error otherwise. */
-  async #checkedBody(
-    response: Awaited<ReturnType<typeof httpRequest>>,
-  ): Promise<Uint8Array> {
-    const raw = new Uint8Array(await response.body.arrayBuffer())
-    if (response.statusCode === 204) return raw
-    verifyContentDigest(
-      headerOf(response.headers, 'content-digest'),
-      raw,
-      nodeSha256,
-    )
+  #checkedBody(response: RawResponse): Uint8Array {
+    const raw = response.body
+    if (response.status === 204) return raw
+    verifyContentDigest(response.header('content-digest'), raw, nodeSha256)
     const bytes =
-      headerOf(response.headers, 'content-encoding') === 'gzip'
-        ? gunzipSync(raw)
-        : raw
-    if (response.statusCode >= 200 && response.statusCode < 300) return bytes
-    throw this.#errorOf(
-      response.statusCode,
-      headerOf(response.headers, 'content-type'),
-      bytes,
+      response.header('content-encoding') === 'gzip' ? gunzipSync(raw) : raw
+    if (response.status >= 200 && response.status < 300) return bytes
+    throw this.#errorOf(response.status, response.header('content-type'), bytes)
+  }
+
+  async #send(
+    url: URL,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<RawResponse> {
+    return rawResponse(
+      await httpRequest(url, {
+        method: 'POST',
+        headers,
+        body,
+        dispatcher: this.#agent,
+        signal,
+      }),
     )
   }
 
@@ -331,6 +356,39 @@ export class HttpTransport implements SyncTransport {
         `HTTP ${status} without a VeloSync error body (a proxy in between?)`,
       )
     }
+  }
+}
+
+/** An undici response, read to the end. */
+async function rawResponse(
+  response: Awaited<ReturnType<typeof httpRequest>>,
+): Promise<RawResponse> {
+  return {
+    status: response.statusCode,
+    header: (name) => headerOf(response.headers, name),
+    body: new Uint8Array(await response.body.arrayBuffer()),
+  }
+}
+
+async function fetchRaw(
+  fetch: (request: Request) => Promise<Response>,
+  url: URL,
+  headers: Record<string, string>,
+  body: Uint8Array,
+  signal: AbortSignal,
+): Promise<RawResponse> {
+  const response = await fetch(
+    new Request(url, {
+      method: 'POST',
+      headers,
+      body: body as Uint8Array<ArrayBuffer>,
+      signal,
+    }),
+  )
+  return {
+    status: response.status,
+    header: (name) => response.headers.get(name) ?? undefined,
+    body: new Uint8Array(await response.arrayBuffer()),
   }
 }
 
