@@ -19,6 +19,7 @@ import {
   invalidArgument,
   isValidatedFor,
   isVeloSyncError,
+  laterThan,
   normalizeCollectionSchema,
   parseVersionVector,
   replicaIdOf,
@@ -209,7 +210,10 @@ interface PreparedWrite {
 }
 
 /** The columns of a document row that a write needs: its vector clock and hash. */
-type PriorRow = Pick<DocumentRow, 'deleted' | 'version_vector' | 'hash'>
+type PriorRow = Pick<
+  DocumentRow,
+  'deleted' | 'version_vector' | 'hash' | 'hlc_wall' | 'hlc_counter'
+>
 
 type IndexChange =
   | {
@@ -1078,7 +1082,15 @@ export class LocalStore {
                 : (JSON.parse(prior.version_vector) as VersionVector),
               replica,
             )
-            const hlc = this.#clock.now()
+            // Later than the version it replaces, even one whose far-future time the
+            // clock's bound kept out (see laterThan).
+            const hlc =
+              prior === undefined
+                ? this.#clock.now()
+                : laterThan(this.#clock.now(), {
+                    wallMs: prior.hlc_wall,
+                    counter: prior.hlc_counter,
+                  })
             lsn++
             const version: DocumentVersion = {
               id: write.id,
@@ -1166,6 +1178,8 @@ export class LocalStore {
       deleted: version.deleted ? 1 : 0,
       version_vector: versionVectorJson,
       hash,
+      hlc_wall: version.hlc.wallMs,
+      hlc_counter: version.hlc.counter,
     }
     if (version.deleted) return { index: { op: 'delete', id: version.id }, row }
     return {
@@ -1424,10 +1438,10 @@ function prepareStatements(db: Database.Database) {
       'DELETE FROM vs_documents WHERE collection_id = ? AND id = ?',
     ),
     selectPrior: db.prepare(
-      'SELECT deleted, version_vector, hash FROM vs_documents WHERE collection_id = ? AND id = ?',
+      'SELECT deleted, version_vector, hash, hlc_wall, hlc_counter FROM vs_documents WHERE collection_id = ? AND id = ?',
     ),
     selectPriors: db.prepare(
-      `SELECT id, deleted, version_vector, hash FROM vs_documents
+      `SELECT id, deleted, version_vector, hash, hlc_wall, hlc_counter FROM vs_documents
        WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))`,
     ),
     selectDocument: db.prepare(

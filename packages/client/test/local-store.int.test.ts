@@ -485,4 +485,33 @@ describe('LocalStore: clock', () => {
       counter: 1,
     })
   })
+
+  test('a write replacing a far-future version is later than it, and the clock stays bounded', ({
+    openStore,
+  }) => {
+    const wallClock = () => 1_000_000
+    const store = openStore('future.db', { wallClock })
+    store.createCollection({ name: 'docs', dims: 8 })
+    const year2099 = Date.UTC(2099, 0, 1)
+    store.applyRemoteVersions('docs', [
+      {
+        id: 'x',
+        deleted: false,
+        vector: new Float32Array(vec(1)),
+        metadataJson: '{}',
+        versionVector: { 'peer.00000001': 1 },
+        hlc: { wallMs: year2099, counter: 7 },
+        origin: 'peer.00000001',
+      },
+    ])
+    // The document's timeline stays causal: the replacing write is stamped after 2099.
+    expect(store.put('docs', { id: 'x', vector: vec(2) }).hlc).toEqual({
+      wallMs: year2099,
+      counter: 8,
+    })
+    // Other documents use the clock, which absorbed the peer only up to its 60 s bound.
+    expect(store.put('docs', { id: 'y', vector: vec(3) }).hlc.wallMs).toBe(
+      1_060_000,
+    )
+  })
 })

@@ -82,6 +82,7 @@ export {
   HybridLogicalClock,
   assertHlc,
   compareHlc,
+  laterThan,
   type HlcTimestamp,
   type HybridLogicalClockOptions,
 } from './model/hlc.js'

@@ -3,6 +3,7 @@ import {
   HLC_MAX_COUNTER,
   HybridLogicalClock,
   compareHlc,
+  laterThan,
   type HlcTimestamp,
 } from './hlc.js'
 
@@ -82,5 +83,28 @@ describe('HybridLogicalClock', () => {
     expect(() => new HybridLogicalClock({ maxForwardDriftMs: -1 })).toThrow(
       /maxForwardDriftMs/,
     )
+  })
+})
+
+describe('laterThan', () => {
+  it('keeps a later timestamp and otherwise steps just past the floor', () => {
+    expect(
+      laterThan({ wallMs: 5, counter: 0 }, { wallMs: 4, counter: 9 }),
+    ).toEqual({
+      wallMs: 5,
+      counter: 0,
+    })
+    expect(
+      laterThan({ wallMs: 4, counter: 9 }, { wallMs: 4, counter: 9 }),
+    ).toEqual({
+      wallMs: 4,
+      counter: 10,
+    })
+    expect(
+      laterThan(
+        { wallMs: 1, counter: 0 },
+        { wallMs: 9, counter: HLC_MAX_COUNTER },
+      ),
+    ).toEqual({ wallMs: 10, counter: 0 })
   })
 })

@@ -93,6 +93,22 @@ export class HybridLogicalClock {
   }
 }
 
+/**
+ * `t`, or the first timestamp after `floor` when `t` is not later: the timestamp of a write
+ * that replaces a version stamped `floor`.
+ *
+ * @remarks
+ * The clock's bound (see {@link HybridLogicalClock}) may keep it from absorbing a peer's
+ * far-future timestamp, and then `now()` could stamp a write that supersedes that peer's
+ * version with an earlier time. Each write is therefore stamped later than the version it
+ * replaces, without moving the clock itself: the document's timeline stays causal (every
+ * version is later than every version it dominates, which makes the conflict rule's result
+ * independent of arrival order), and the clock stays within its bound for other documents.
+ */
+export function laterThan(t: HlcTimestamp, floor: HlcTimestamp): HlcTimestamp {
+  return compareHlc(t, floor) > 0 ? t : successor(floor)
+}
+
 function successor(t: HlcTimestamp): HlcTimestamp {
   return t.counter < HLC_MAX_COUNTER
     ? { wallMs: t.wallMs, counter: t.counter + 1 }
