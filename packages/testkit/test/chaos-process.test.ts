@@ -6,7 +6,10 @@
  *
  * Knobs: VELOSYNC_CHAOS_SEED (default: random, in every failure message).
  */
-import { describe, expect, it } from 'vitest'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
 import { safetyViolations, type ChaosRow } from '../src/chaos/checker.js'
 import {
   runProcessChaos,
@@ -18,6 +21,10 @@ const SEED = Number(
   process.env.VELOSYNC_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31),
 )
 
+// Runs that find problems keep their files (the harness says where); the test removes them.
+const TMP = mkdtempSync(join(tmpdir(), 'velosync-chaos-test-'))
+afterAll(() => rmSync(TMP, { recursive: true, force: true }))
+
 async function run(
   options: Omit<ProcessChaosOptions, 'seed' | 'onRun'>,
 ): Promise<{ row: ChaosRow; reports: ProcessRunReport[]; explain: string }> {
@@ -25,6 +32,7 @@ async function run(
   const row = await runProcessChaos({
     ...options,
     seed: SEED,
+    tmpDir: TMP,
     onRun: (report) => reports.push(report),
   })
   const explain = [
@@ -76,18 +84,28 @@ describe('process chaos', () => {
   }, 120_000)
 
   it('reports lost writes when a device drops its outbox entries before the server answers', async () => {
-    // Half the requests meet a fault, so batches confirmed but never committed abound;
-    // many ids, so few of those writes are covered again by a later write of the device.
-    const { row, explain } = await run({
+    // Most requests never reach the server, so batches confirmed but never committed
+    // abound; many ids, so few of those writes are covered again by a later write.
+    const { row, reports, explain } = await run({
       scenario: 'fault-proxy',
       runs: 1,
       ids: 40,
-      faultRate: 0.5,
+      faultRate: 0.7,
+      proxyFaults: ['reset-request'],
       kills: 0,
       brokenDevice: 'confirm-before-answer',
       // It cannot converge (the server never got those writes): do not wait long for it.
       quiesceMs: 3000,
     })
     expect(row.lost, explain).toBeGreaterThan(0)
+    expect(row.stuck, explain).toBe(1)
+    // Every lost write is the broken device's: the loss is its early confirm's.
+    const lost = reports.flatMap((r) =>
+      r.figures.problems.filter((p) => p.startsWith('lost:')),
+    )
+    expect(
+      lost.every((p) => p.includes('written by device-0.')),
+      explain,
+    ).toBe(true)
   }, 120_000)
 })

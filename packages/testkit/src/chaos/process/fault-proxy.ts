@@ -56,6 +56,8 @@ export class FaultProxy {
   upstreamPort = 0
   /** Probability that a request meets a fault. */
   faultRate = 0
+  /** The faults drawn from, uniformly. */
+  faults: readonly ProxyFault[] = PROXY_FAULTS
   /** Faults drawn, by kind. */
   readonly injected = new Map<ProxyFault, number>()
   readonly #server: Server
@@ -91,7 +93,7 @@ export class FaultProxy {
     let body: Buffer = Buffer.concat(chunks)
     const fault =
       this.#random() < this.faultRate
-        ? PROXY_FAULTS[Math.floor(this.#random() * PROXY_FAULTS.length)]
+        ? this.faults[Math.floor(this.#random() * this.faults.length)]
         : undefined
     if (fault !== undefined)
       this.injected.set(fault, (this.injected.get(fault) ?? 0) + 1)

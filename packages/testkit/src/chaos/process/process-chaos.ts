@@ -39,7 +39,7 @@ import {
   type ChaosWrite,
   type RunFigures,
 } from '../checker.js'
-import { FaultProxy } from './fault-proxy.js'
+import { FaultProxy, type ProxyFault } from './fault-proxy.js'
 import {
   CHAOS_COLLECTIONS,
   KILL_POINTS,
@@ -80,6 +80,8 @@ export interface ProcessChaosOptions {
   readonly kills?: number
   /** Probability that a request meets a proxy fault. Default 0.3 for `fault-proxy`, else 0. */
   readonly faultRate?: number
+  /** The proxy faults to draw from. Default all of {@link PROXY_FAULTS}. */
+  readonly proxyFaults?: readonly ProxyFault[]
   /** How long the queues may take to drain after faults stop. Default 30 000 ms. */
   readonly quiesceMs?: number
   /** Break device 0 on purpose (tests of the harness itself). */
@@ -347,6 +349,7 @@ async function runOnce(
 
   // Chaos phase.
   proxy.faultRate = options.faultRate ?? (scenario === 'fault-proxy' ? 0.3 : 0)
+  if (options.proxyFaults !== undefined) proxy.faults = options.proxyFaults
   const scripts = devices.map(async (device, d) => {
     const rng = seededRandom(seed * 31 + d + 1)
     for (let step = 0; step < steps; step++) {
