@@ -82,7 +82,14 @@ export class FaultProxy {
     return (this.#server.address() as AddressInfo).port
   }
 
+  /** Whether it still listens (until {@link close}). */
+  get open(): boolean {
+    return this.#server.listening
+  }
+
+  /** Stops listening and drops open connections. Idempotent. */
   async close(): Promise<void> {
+    if (!this.open) return
     this.#server.closeAllConnections()
     await new Promise((done) => this.#server.close(done))
   }

@@ -166,6 +166,7 @@ class Child<Request, Reply extends { id: number }> {
   static start<Request, Reply extends { id: number }>(
     script: string,
     config: object,
+    spawned: Set<ChildProcess>,
   ): Promise<{ child: Child<Request, Reply>; first: Reply }> {
     const ts = extname(script) === '.ts'
     const forked = fork(script, [JSON.stringify(config)], {
@@ -173,6 +174,7 @@ class Child<Request, Reply extends { id: number }> {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     })
+    spawned.add(forked)
     const child = new Child<Request, Reply>(forked)
     return new Promise((done, fail) => {
       const timer = setTimeout(() => {
@@ -236,9 +238,30 @@ interface Device {
   knownLsn: number
 }
 
+/** One run; whatever happens, no child process or proxy outlives it. */
 async function runOnce(
   options: ProcessChaosOptions,
   seed: number,
+): Promise<ProcessRunReport> {
+  const spawned = new Set<ChildProcess>()
+  const proxy = await FaultProxy.start(seededRandom(seed ^ 0x5eed))
+  try {
+    return await runChaos(options, seed, proxy, spawned)
+  } finally {
+    // The proxy first: a server killed now must not be restarted (see startServer).
+    await proxy.close()
+    for (const child of spawned) {
+      if (child.exitCode === null && child.signalCode === null)
+        child.kill('SIGKILL')
+    }
+  }
+}
+
+async function runChaos(
+  options: ProcessChaosOptions,
+  seed: number,
+  proxy: FaultProxy,
+  spawned: Set<ChildProcess>,
 ): Promise<ProcessRunReport> {
   const random = seededRandom(seed)
   const scenario = options.scenario
@@ -249,7 +272,6 @@ async function runOnce(
   const dir = mkdtempSync(join(options.tmpDir ?? tmpdir(), 'velosync-chaos-'))
   const kills: Record<string, number> = {}
   const writes: ChaosWrite[] = []
-  const proxy = await FaultProxy.start(seededRandom(seed ^ 0x5eed))
   const serverConfig: ServerChildConfig = {
     path: join(dir, 'server.db'),
     journalPath: join(dir, 'server-journal.bin'),
@@ -272,6 +294,7 @@ async function runOnce(
     const started = await Child.start<ServerRequest, ServerReply>(
       scriptOf('server-child'),
       serverConfig,
+      spawned,
     )
     server = started.child
     proxy.upstreamPort = started.first.port as number
@@ -279,7 +302,7 @@ async function runOnce(
     void child.exited().then((signal) => {
       countExit(child.process, signal)
       // Restart from the store's file, as an operator's supervisor would.
-      if (!stopping) serverUp = startServer()
+      if (!stopping && proxy.open) serverUp = startServer()
     })
   }
   serverUp = startServer()
@@ -292,6 +315,7 @@ async function runOnce(
     const { child, first } = await Child.start<DeviceRequest, DeviceReply>(
       scriptOf('device-child'),
       device.config,
+      spawned,
     )
     const ready = first.ready as NonNullable<DeviceReply['ready']>
     writes.push(...ready.recovered)
@@ -442,7 +466,6 @@ async function runOnce(
   }
   await server.ask({ op: 'close' }).catch(() => {})
   await server.exited()
-  await proxy.close()
   const final = readServerFinal(serverConfig.path, devices[0] as Device)
   const journal = serverOpsOf(readJournal(serverConfig.journalPath))
   const figures = checkRun(
