@@ -105,6 +105,8 @@ export interface ProcessRunReport {
    * journal record (see server-child.ts), not seen returned.
    */
   readonly recoveredServerOps: number
+  /** Writes that committed on a device killed before it replied, found in its outbox. */
+  readonly recoveredWrites: number
 }
 
 /** How long a child may take to start before the run fails. */
@@ -272,6 +274,7 @@ async function runChaos(
   const dir = mkdtempSync(join(options.tmpDir ?? tmpdir(), 'velosync-chaos-'))
   const kills: Record<string, number> = {}
   const writes: ChaosWrite[] = []
+  let recoveredWrites = 0
   const serverConfig: ServerChildConfig = {
     path: join(dir, 'server.db'),
     journalPath: join(dir, 'server-journal.bin'),
@@ -319,6 +322,7 @@ async function runChaos(
     )
     const ready = first.ready as NonNullable<DeviceReply['ready']>
     writes.push(...ready.recovered)
+    recoveredWrites += ready.recovered.length
     void child.exited().then((signal) => countExit(child.process, signal))
     return { child, replica: { deviceId: device.name, epoch: ready.epoch } }
   }
@@ -496,6 +500,7 @@ async function runChaos(
     kills,
     proxyFaults: Object.fromEntries(proxy.injected),
     recoveredServerOps: journal.recovered,
+    recoveredWrites,
   }
 }
 
