@@ -7,6 +7,8 @@
  *   CHAOS_SEED=N        fast-check seed (default: random, printed)
  *   CHAOS_SCENARIOS=a,b only these scenarios
  *   CHAOS_SHRINK_RUNS=N runs spent shrinking a failure (default 150)
+ *   CHAOS_PROCESS_RUNS=N runs of each process-level scenario (process-kill, fault-proxy:
+ *                       child processes, SIGKILLs, a fault proxy; default 2, 0 to skip)
  *
  * Imports the built packages: `npm run chaos` builds first.
  */
@@ -16,13 +18,16 @@ import {
   formatChaosTable,
   runScenario,
   safetyViolations,
+  type ChaosRow,
   type ScenarioReport,
 } from '@velosync/testkit/chaos'
+import { runProcessChaos } from '@velosync/testkit/process-chaos'
 
 const json = process.argv.includes('--json')
 const runs = integerEnv('CHAOS_RUNS', 25, 1)
 const seed = integerEnv('CHAOS_SEED', Math.floor(Math.random() * 2 ** 31), 0)
 const shrinkRuns = integerEnv('CHAOS_SHRINK_RUNS', 150, 0)
+const processRuns = integerEnv('CHAOS_PROCESS_RUNS', 2, 0)
 const only = process.env.CHAOS_SCENARIOS?.split(',').filter(Boolean)
 const scenarios =
   only === undefined
@@ -49,29 +54,33 @@ for (const scenario of scenarios) {
     )
   }
 }
+const processRows: ChaosRow[] = []
+if (processRuns > 0 && only === undefined) {
+  for (const scenario of ['process-kill', 'fault-proxy'] as const) {
+    process.stderr.write(`${scenario}: ${processRuns} runs\n`)
+    processRows.push(
+      await runProcessChaos({ scenario, seed, runs: processRuns }),
+    )
+  }
+}
+const rows = [...reports.map((r) => r.row), ...processRows]
 const seconds = (performance.now() - started) / 1000
 
 if (json) {
-  process.stdout.write(
-    `${JSON.stringify(
-      reports.map((r) => r.row),
-      null,
-      2,
-    )}\n`,
-  )
+  process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`)
 } else {
   process.stdout.write(
     `VeloSync chaos: ${runs} runs per scenario, seed ${seed}, ${seconds.toFixed(0)} s\n\n` +
-      `${formatChaosTable(reports.map((r) => r.row))}\n\n` +
+      `${formatChaosTable(rows)}\n\n` +
       `${formatChaosDetails(reports)}\n`,
   )
 }
 // A counterexample without a safety figure is a run that threw: a failure too.
-process.exitCode = reports.some(
-  (r) => safetyViolations(r.row) > 0 || r.counterexample !== undefined,
-)
-  ? 1
-  : 0
+process.exitCode =
+  reports.some((r) => r.counterexample !== undefined) ||
+  rows.some((row) => safetyViolations(row) > 0)
+    ? 1
+    : 0
 
 function integerEnv(name: string, fallback: number, min: number): number {
   const text = process.env[name]
