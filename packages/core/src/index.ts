@@ -220,3 +220,11 @@ export {
   wireErrorCode,
   type WireErrorCode,
 } from './protocol/error-status.js'
+export {
+  VERSION_FIELDS,
+  conflictVersionRow,
+  versionColumns,
+  versionFromRow,
+  type ConflictRow,
+  type VersionRow,
+} from './ports/version-row.js'

@@ -3,6 +3,11 @@ import pg from 'pg'
 import {
   EMPTY_COLLECTION_DIGEST,
   PullPage,
+  conflictVersionRow,
+  versionColumns,
+  versionFromRow,
+  type ConflictRow,
+  type VersionRow,
   VeloSyncError,
   assertCollectionName,
   assertDeviceId,
@@ -21,7 +26,6 @@ import {
   staleCursorError,
   timeMs,
   unknownCollection,
-  vectorFromBytes,
   vectorToBytes,
   versionVectorToJson,
   type CollectionSchema,
@@ -43,7 +47,6 @@ import {
   type ServerStore,
   type Sha256,
   type StoredDocument,
-  type VersionVector,
 } from '@velosync/core'
 import { headChannel, headPayload } from './head-notification.js'
 import { MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './migrations.js'
@@ -101,30 +104,6 @@ const INT8_OID = 20
 
 const sha256: Sha256 = (data) => hash('sha256', data, 'buffer')
 
-/** The columns that hold one document version, under an optional prefix. */
-const VERSION_FIELDS = [
-  'deleted',
-  'vector',
-  'metadata',
-  'version_vector',
-  'hlc_wall',
-  'hlc_counter',
-  'origin',
-] as const
-const versionColumns = (prefix = ''): string =>
-  VERSION_FIELDS.map((field) => prefix + field).join(', ')
-
-/** A document version as its columns come back from pg. */
-interface VersionRow {
-  deleted: boolean
-  vector: Buffer | null
-  metadata: string | null
-  version_vector: string
-  hlc_wall: number
-  hlc_counter: number
-  origin: string
-}
-
 interface DocumentRow extends VersionRow {
   collection_id: number
   id: string
@@ -137,15 +116,6 @@ interface PulledRow extends VersionRow {
   collection_id: number
   id: string
   unchanged_from: string | null
-}
-
-type ConflictRow = {
-  seq: number
-  collection_id: number
-  doc_id: string
-  resolved_at_ms: number
-} & {
-  [K in `${'winner' | 'loser'}_${(typeof VERSION_FIELDS)[number]}`]: unknown
 }
 
 interface CollectionTableRow {
@@ -408,7 +378,7 @@ export class PostgresServerStore implements ServerStore {
             return row === undefined
               ? undefined
               : {
-                  version: rowToVersion(collection.schema, id, row),
+                  version: versionFromRow(collection.schema, id, row),
                   hash: row.hash,
                   effectiveMs: row.effective_wall_ms,
                 }
@@ -486,7 +456,7 @@ export class PostgresServerStore implements ServerStore {
                 return {
                   seq: row.seq,
                   collection: schema.name,
-                  version: rowToVersion(schema, row.id, row),
+                  version: versionFromRow(schema, row.id, row),
                 }
               },
             )
@@ -571,8 +541,16 @@ export class PostgresServerStore implements ServerStore {
         seq: row.seq,
         collection: schema.name,
         id: row.doc_id,
-        winner: rowToVersion(schema, row.doc_id, prefixed(row, 'winner_')),
-        loser: rowToVersion(schema, row.doc_id, prefixed(row, 'loser_')),
+        winner: versionFromRow(
+          schema,
+          row.doc_id,
+          conflictVersionRow(row, 'winner_'),
+        ),
+        loser: versionFromRow(
+          schema,
+          row.doc_id,
+          conflictVersionRow(row, 'loser_'),
+        ),
         resolvedAtMs: row.resolved_at_ms,
       })
     }
@@ -1139,27 +1117,6 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
-/** A stored version from its columns. */
-function rowToVersion(
-  schema: CollectionSchema,
-  id: string,
-  row: VersionRow,
-): DocumentVersion {
-  const deleted = row.deleted
-  return {
-    id,
-    deleted,
-    vector:
-      deleted || row.vector === null
-        ? null
-        : vectorFromBytes(row.vector, schema.dtype, schema.dims),
-    metadataJson: deleted ? null : row.metadata,
-    versionVector: JSON.parse(row.version_vector) as VersionVector,
-    hlc: { wallMs: row.hlc_wall, counter: row.hlc_counter },
-    origin: row.origin,
-  }
-}
-
 /** The parameters for {@link versionColumns}, in the same order. */
 function versionParams(
   version: DocumentVersion,
@@ -1173,12 +1130,4 @@ function versionParams(
     version.hlc.counter,
     version.origin,
   ]
-}
-
-/** The version columns of a conflict row under one prefix, unprefixed. */
-function prefixed(row: ConflictRow, prefix: 'winner_' | 'loser_'): VersionRow {
-  const fields = row as unknown as Record<string, unknown>
-  return Object.fromEntries(
-    VERSION_FIELDS.map((field) => [field, fields[prefix + field]]),
-  ) as unknown as VersionRow
 }

@@ -3,6 +3,12 @@ import Database from 'better-sqlite3'
 import {
   EMPTY_COLLECTION_DIGEST,
   PullPage,
+  VERSION_FIELDS,
+  conflictVersionRow,
+  versionColumns,
+  versionFromRow,
+  type ConflictRow,
+  type VersionRow,
   VeloSyncError,
   assertCollectionName,
   assertDeviceId,
@@ -21,7 +27,6 @@ import {
   staleCursorError,
   timeMs,
   unknownCollection,
-  vectorFromBytes,
   vectorToBytes,
   versionVectorToJson,
   type CollectionSchema,
@@ -42,7 +47,6 @@ import {
   type ServerStore,
   type Sha256,
   type StoredDocument,
-  type VersionVector,
 } from '@velosync/core'
 
 /** Options of {@link SqliteServerStore.open}. */
@@ -184,30 +188,6 @@ interface Migration {
   readonly sql: string
 }
 
-/** The columns that hold one document version, under an optional prefix. */
-const VERSION_FIELDS = [
-  'deleted',
-  'vector',
-  'metadata',
-  'version_vector',
-  'hlc_wall',
-  'hlc_counter',
-  'origin',
-] as const
-const versionColumns = (prefix = ''): string =>
-  VERSION_FIELDS.map((field) => prefix + field).join(', ')
-
-/** A document version as its columns come back from better-sqlite3. */
-interface VersionRow {
-  deleted: number
-  vector: Uint8Array | null
-  metadata: string | null
-  version_vector: string
-  hlc_wall: number
-  hlc_counter: number
-  origin: string
-}
-
 interface DocumentRow extends VersionRow {
   seq: number
   hash: Uint8Array | null
@@ -220,15 +200,6 @@ interface PulledRow extends VersionRow {
   id: string
   /** When it equals the pulling replica, the vector and metadata come back NULL. */
   unchanged_from: string | null
-}
-
-type ConflictRow = {
-  seq: number
-  collection_id: number
-  doc_id: string
-  resolved_at_ms: number
-} & {
-  [K in `${'winner' | 'loser'}_${(typeof VERSION_FIELDS)[number]}`]: unknown
 }
 
 interface CollectionEntry {
@@ -470,7 +441,7 @@ export class SqliteServerStore implements ServerStore {
                   return {
                     seq: row.seq,
                     collection: schema.name,
-                    version: rowToVersion(schema, row.id, row),
+                    version: versionFromRow(schema, row.id, row),
                   }
                 },
               )
@@ -564,8 +535,16 @@ export class SqliteServerStore implements ServerStore {
           seq: row.seq,
           collection: schema.name,
           id: row.doc_id,
-          winner: rowToVersion(schema, row.doc_id, prefixed(row, 'winner_')),
-          loser: rowToVersion(schema, row.doc_id, prefixed(row, 'loser_')),
+          winner: versionFromRow(
+            schema,
+            row.doc_id,
+            conflictVersionRow(row, 'winner_'),
+          ),
+          loser: versionFromRow(
+            schema,
+            row.doc_id,
+            conflictVersionRow(row, 'loser_'),
+          ),
           resolvedAtMs: row.resolved_at_ms,
         }
       })
@@ -744,7 +723,7 @@ export class SqliteServerStore implements ServerStore {
     return row === undefined
       ? undefined
       : {
-          version: rowToVersion(collection.schema, id, row),
+          version: versionFromRow(collection.schema, id, row),
           hash: row.hash,
           effectiveMs: row.effective_wall_ms,
         }
@@ -1063,27 +1042,6 @@ function settle<T>(work: () => T): Promise<T> {
   }
 }
 
-/** A stored version from its columns. */
-function rowToVersion(
-  schema: CollectionSchema,
-  id: string,
-  row: VersionRow,
-): DocumentVersion {
-  const deleted = row.deleted === 1
-  return {
-    id,
-    deleted,
-    vector:
-      deleted || row.vector === null
-        ? null
-        : vectorFromBytes(row.vector, schema.dtype, schema.dims),
-    metadataJson: deleted ? null : row.metadata,
-    versionVector: JSON.parse(row.version_vector) as VersionVector,
-    hlc: { wallMs: row.hlc_wall, counter: row.hlc_counter },
-    origin: row.origin,
-  }
-}
-
 /** The parameters for {@link versionColumns}, in the same order. */
 function versionParams(
   version: DocumentVersion,
@@ -1097,12 +1055,4 @@ function versionParams(
     version.hlc.counter,
     version.origin,
   ]
-}
-
-/** The version columns of a conflict row under one prefix, unprefixed. */
-function prefixed(row: ConflictRow, prefix: 'winner_' | 'loser_'): VersionRow {
-  const fields = row as unknown as Record<string, unknown>
-  return Object.fromEntries(
-    VERSION_FIELDS.map((field) => [field, fields[prefix + field]]),
-  ) as unknown as VersionRow
 }
