@@ -403,8 +403,9 @@ function toDocumentVersion(
       deleted: wire.deleted,
       vector,
       metadataJson,
-      versionVector: { ...wire.versionVector },
-      hlc: { wallMs: wire.hlc.wallMs, counter: wire.hlc.counter },
+      // Fresh objects from the schema's parse, owned (and frozen) from here on.
+      versionVector: wire.versionVector,
+      hlc: wire.hlc,
       origin,
     },
     schema,
