@@ -479,6 +479,12 @@ export class SyncClient {
     // During a full resync the cursor lives in memory until the end: a crash midway must
     // leave the old (too old) cursor, so the next round resyncs again and still prunes.
     let resync: { cursor: number; seen: Map<string, Set<string>> } | undefined
+    // Ends a page requested ahead when the round fails before it is awaited.
+    const leftBehind = new AbortController()
+    const requestSignal =
+      signal === undefined
+        ? leftBehind.signal
+        : AbortSignal.any([signal, leftBehind.signal])
     const send = (
       batch: OutboxBatch | undefined,
       cursor: number,
@@ -509,12 +515,6 @@ export class SyncClient {
       }
       return this.#transport.sync(request, { signal: requestSignal })
     }
-    // Ends a page requested ahead when the round fails before it is awaited.
-    const leftBehind = new AbortController()
-    const requestSignal =
-      signal === undefined
-        ? leftBehind.signal
-        : AbortSignal.any([signal, leftBehind.signal])
     // The next page of a pull, when it was requested before the page in hand was applied.
     let ahead: Promise<SyncResponse> | undefined
 
