@@ -259,6 +259,41 @@ describe('resolveIncoming with a clock bound', () => {
     })
   })
 
+  it('a successor that ties its ancestor on effective time still outranks it, in any arrival order', () => {
+    // The 2099 device writes B, then C over it; both are accepted at 1_000, so both
+    // compete at 1_060. A (another device, concurrent with both) competes at 1_000.
+    const a = at('z.01', 1_000, 1)
+    const b = {
+      ...at('a.01', year2099, 2),
+      versionVector: { 'a.01': 9 },
+    }
+    const c = {
+      ...at('a.01', year2099, 3),
+      versionVector: { 'a.01': 10 },
+      hlc: { wallMs: year2099, counter: 1 },
+    }
+    const arriveInOrder = (versions: readonly DocumentVersion[]) => {
+      let stored: DocumentVersion | undefined
+      let effectiveMs: number | undefined
+      for (const version of versions) {
+        const resolution = resolveIncoming(stored, version, undefined, {
+          nowMs: 1_000,
+          maxLeadMs: 60,
+          ...(effectiveMs === undefined
+            ? {}
+            : { currentEffectiveMs: effectiveMs }),
+        })
+        if (resolution.stored === undefined) continue
+        stored = resolution.stored
+        effectiveMs = resolution.storedEffectiveMs
+      }
+      return stored?.metadataJson
+    }
+    expect(arriveInOrder([b, c, a])).toBe('{"v":3}')
+    expect(arriveInOrder([a, b, c])).toBe('{"v":3}')
+    expect(arriveInOrder([b, a, c])).toBe('{"v":3}')
+  })
+
   it('changes nothing for HLCs within the bound', () => {
     fc.assert(
       fc.property(versionArb, versionArb, (current, incoming) => {

@@ -37,7 +37,8 @@ export interface Resolution {
  * Bounds how far into the future a version's HLC may reach when it competes in a
  * conflict, so that a device whose clock says 2099 does not win every later conflict
  * forever. A version competes with its effective time, `min(hlc.wallMs, acceptedAtMs +
- * maxLeadMs)`, fixed when the server accepts it; the HLC itself is stored unchanged.
+ * maxLeadMs)`, fixed when the server accepts it; equal effective times fall back to the
+ * default rule (HLC, then origin). The HLC itself is stored unchanged.
  */
 export interface ClockBound {
   /** The server's wall clock now, when the incoming version is accepted (ms). */
@@ -133,17 +134,14 @@ export function resolveIncoming(
   }
   // Hand the pair to the resolver in a fixed order (default-rule winner first), so that a
   // resolver that is not symmetric still cannot make the answer depend on arrival order.
-  // Under a clock bound the rule sees effective times (a clamped version competes at the
-  // bound, counter 0); the resolver still gets the versions as they are.
+  // Under a clock bound the rule sees effective times first; the resolver still gets the
+  // versions as they are.
   const currentMs =
     bound === undefined
       ? undefined
       : (bound.currentEffectiveMs ?? current.hlc.wallMs)
   const [first, second] =
-    compareByDefaultRule(
-      competing(incoming, incomingMs),
-      competing(current, currentMs),
-    ) >= 0
+    compareEffective(incoming, incomingMs, current, currentMs) >= 0
       ? [incoming, current]
       : [current, incoming]
   const winner = resolver === undefined ? first : resolver(first, second)
@@ -169,12 +167,20 @@ export function resolveIncoming(
   }
 }
 
-/** The version as the rule ranks it: its HLC lowered to its effective time if that is earlier. */
-function competing(
-  version: DocumentVersion,
-  effectiveMs: number | undefined,
-): DocumentVersion {
-  return effectiveMs === undefined || effectiveMs >= version.hlc.wallMs
-    ? version
-    : { ...version, hlc: { wallMs: effectiveMs, counter: 0 } }
+/**
+ * The default rule under a clock bound: the later effective time wins, and only a tie
+ * falls back to the full rule. The HLC, not a clamped stand-in, breaks that tie because
+ * it follows causality (a write is stamped after the version it replaces, and is
+ * accepted no earlier), so a successor never ranks below its ancestor and the stored
+ * state is the same whatever order the versions arrive in.
+ */
+function compareEffective(
+  a: DocumentVersion,
+  aMs: number | undefined,
+  b: DocumentVersion,
+  bMs: number | undefined,
+): number {
+  if (aMs !== undefined && bMs !== undefined && aMs !== bMs)
+    return aMs > bMs ? 1 : -1
+  return compareByDefaultRule(a, b)
 }
