@@ -131,6 +131,34 @@ describe('chaos checker', () => {
     )
   })
 
+  it('under a clock bound, ranks a write superseded before it was sent as of its successor', () => {
+    // f (clock in 2099) writes f1, then f2 over it before pushing: only f2 is sent,
+    // accepted at 1_000 (competing at 1_060); b1 is accepted at 1_030 and loses to it.
+    const year2099 = Date.UTC(2099, 0, 1)
+    const f1 = write('f.01', 1, { 'f.01': 1 }, year2099, 1)
+    const f2 = write('f.01', 2, { 'f.01': 2 }, year2099 + 1, 2)
+    const b = write('b.01', 1, { 'b.01': 1 }, 1_030, 3)
+    const bounded = oracleDigests(
+      {
+        writes: [f1, b, f2],
+        serverOps: [
+          { ...op(f2, 'applied'), acceptedAtMs: 1_000 },
+          { ...op(b, 'conflict_lost'), acceptedAtMs: 1_030 },
+        ],
+        maxClockLeadMs: 60,
+      },
+      COLLECTIONS,
+      nodeSha256,
+    )
+    // What the server stores in either arrival order: f2's content, both vectors merged.
+    const serverAnswer = oracleDigests(
+      { writes: [b, f2], serverOps: [] },
+      COLLECTIONS,
+      nodeSha256,
+    )
+    expect(bounded).toEqual(serverAnswer)
+  })
+
   it('counts an op processed twice as duplicated', () => {
     const history = {
       writes: [a1, b1],

@@ -351,12 +351,7 @@ export function oracleDigests(
   collections: ChaosFinalState['collections'],
   sha256: Sha256,
 ): Map<string, string> {
-  const acceptedAt = new Map<string, number>()
-  for (const op of history.serverOps) {
-    const key = `${op.replica}#${op.lsn}`
-    if (op.acceptedAtMs !== undefined && !acceptedAt.has(key))
-      acceptedAt.set(key, op.acceptedAtMs)
-  }
+  const acceptedAt = acceptanceTimes(history)
   const state = new Map<
     string,
     { collection: string; version: DocumentVersion; effectiveMs?: number }
@@ -368,10 +363,7 @@ export function oracleDigests(
       history.maxClockLeadMs === undefined
         ? undefined
         : {
-            // A write the server never received competes with its HLC as it is.
-            nowMs:
-              acceptedAt.get(`${write.replica}#${write.lsn}`) ??
-              Number.POSITIVE_INFINITY,
+            nowMs: acceptedAt.get(write) ?? Number.POSITIVE_INFINITY,
             maxLeadMs: history.maxClockLeadMs,
             ...(current?.effectiveMs === undefined
               ? {}
@@ -404,6 +396,36 @@ export function oracleDigests(
     digest.add(hashDocumentVersion(version, dtype, sha256))
   }
   return new Map([...digests].map(([name, digest]) => [name, digest.toHex()]))
+}
+
+/**
+ * When the server first accepted each write, for the oracle's clock bound. A write that
+ * was superseded on its device before it was sent (compaction keeps only the newest op of
+ * a document) takes the acceptance time of the write that superseded it: that is when
+ * the server learned of its content's successor, and it keeps the oracle's ranking in
+ * causal order (a successor never competes earlier than its ancestor). A write with no
+ * received successor (a withdrawn create-then-delete) is absent: it competes with its HLC.
+ */
+function acceptanceTimes(history: ChaosHistory): Map<ChaosWrite, number> {
+  const firstAccepted = new Map<string, number>()
+  for (const op of history.serverOps) {
+    const key = `${op.replica}#${op.lsn}`
+    if (op.acceptedAtMs !== undefined && !firstAccepted.has(key))
+      firstAccepted.set(key, op.acceptedAtMs)
+  }
+  const times = new Map<ChaosWrite, number>()
+  // Walk each replica's writes of a document newest first, carrying the acceptance time
+  // of the newest received one down to the unsent writes before it.
+  const successorAcceptedAt = new Map<string, number>()
+  for (let i = history.writes.length - 1; i >= 0; i--) {
+    const write = history.writes[i] as ChaosWrite
+    const document = `${write.replica}#${keyOf(write.collection, write.version.id)}`
+    const own = firstAccepted.get(`${write.replica}#${write.lsn}`)
+    if (own !== undefined) successorAcceptedAt.set(document, own)
+    const time = own ?? successorAcceptedAt.get(document)
+    if (time !== undefined) times.set(write, time)
+  }
+  return times
 }
 
 /** Sums the runs of one scenario into a report row. */

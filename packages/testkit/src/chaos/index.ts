@@ -47,7 +47,6 @@ export {
   type ScenarioConfig,
 } from './simulation.js'
 export {
-  CLOCK_ORDER_DEPENDENCE,
   NETWORK_FAULTS,
   SCENARIOS,
   runScenario,

@@ -50,8 +50,7 @@ export function formatChaosDetails(reports: readonly ScenarioReport[]): string {
         `${f.dropResponse} answers lost, ${f.duplicate} duplicated, ${f.delay} delayed, ` +
         `${f.corruptRequest + f.corruptResponse} corrupted, ${f.partitioned} partitioned), ` +
         `${r.failedRounds} failed rounds; server vs oracle diverged ${r.oracleDiverged}; ` +
-        `skewed clock won against a write > 60 s after its acceptance: ${r.skew.wonBySkewed}/${r.skew.laterConflicts}` +
-        (r.knownIssue === undefined ? '' : `\n  known issue: ${r.knownIssue}`)
+        `skewed clock won against a write > 60 s after its acceptance: ${r.skew.wonBySkewed}/${r.skew.laterConflicts}`
       )
     })
     .join('\n')

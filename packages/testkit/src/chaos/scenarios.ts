@@ -32,15 +32,6 @@ export const NETWORK_FAULTS: FaultRates = {
   corruptResponse: 0.02,
 }
 
-/**
- * The known defect the clock scenarios measure: with clocks skewed beyond the HLC's 60 s
- * bound the server's answer can differ from the serial oracle's (docs/RELIABILITY.md,
- * known issue 1; causally later writes are now stamped later, the rest is not yet
- * diagnosed). Devices still agree with the server.
- */
-export const CLOCK_ORDER_DEPENDENCE =
-  'with clocks skewed beyond the 60 s bound the server can end on other content than the serial oracle (RELIABILITY.md, known issue 1)'
-
 const base = {
   minDevices: 3,
   maxDevices: 10,
@@ -77,7 +68,6 @@ export const SCENARIOS: readonly ScenarioConfig[] = [
     partitions: true,
     restarts: false,
     clockOffsetsMs: [0, DAY_MS, -DAY_MS],
-    knownOracleDivergence: CLOCK_ORDER_DEPENDENCE,
   },
   {
     ...base,
@@ -87,7 +77,6 @@ export const SCENARIOS: readonly ScenarioConfig[] = [
     partitions: true,
     restarts: false,
     clockOffsetsMs: [0, 0, Date.UTC(2099, 0, 1) - SIM_START_MS],
-    knownOracleDivergence: CLOCK_ORDER_DEPENDENCE,
   },
   {
     ...base,
@@ -98,7 +87,6 @@ export const SCENARIOS: readonly ScenarioConfig[] = [
     partitions: false,
     restarts: true,
     clockJumps: true,
-    knownOracleDivergence: CLOCK_ORDER_DEPENDENCE,
   },
 ]
 
@@ -118,8 +106,6 @@ export interface ScenarioReport {
   readonly failedRounds: number
   /** Of the row's `diverged`: server digests that differ from the serial oracle. */
   readonly oracleDiverged: number
-  /** The scenario's known defect, if any (see {@link ScenarioConfig}). */
-  readonly knownIssue?: string
   readonly skew: {
     readonly laterConflicts: number
     readonly wonBySkewed: number
@@ -185,11 +171,7 @@ export async function runScenario(
         failing = true
         return false
       }
-      const tolerated =
-        config.knownOracleDivergence === undefined
-          ? 0
-          : result.figures.oracleDiverged
-      const ok = safetyViolations(result.figures) - tolerated === 0
+      const ok = safetyViolations(result.figures) === 0
       if (!failing) {
         // Runs made while shrinking are variations of the failure, not new samples.
         explored.push(result.figures)
@@ -216,9 +198,6 @@ export async function runScenario(
     failedRounds,
     oracleDiverged: explored.reduce((n, run) => n + run.oracleDiverged, 0),
     skew,
-    ...(config.knownOracleDivergence === undefined
-      ? {}
-      : { knownIssue: config.knownOracleDivergence }),
   }
   if (!details.failed || details.counterexample === null) return summary
   const [run] = details.counterexample

@@ -143,11 +143,6 @@ export interface ScenarioConfig {
   readonly tombstoneRetentionMs: number
   /** The server's `maxClockLeadMs`. Default: the server's default. */
   readonly maxClockLeadMs?: number
-  /**
-   * A known, reported defect: server digests that differ from the serial oracle still
-   * count in `diverged`, but do not stop the exploration (so the row measures how often).
-   */
-  readonly knownOracleDivergence?: string
 }
 
 /** Hooks that break a guarantee on purpose (harness self-tests). Production runs use none. */
