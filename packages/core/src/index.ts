@@ -149,9 +149,7 @@ export type {
   ServerStore,
 } from './ports/server-store.js'
 export {
-  MAX_PULL_SCAN,
   MAX_TOKEN_HASH_LENGTH,
-  PullPage,
   assertLimit,
   assertSeq,
   assertTokenHash,
@@ -164,7 +162,6 @@ export {
   timeMs,
   unknownCollection,
   type DocumentWrite,
-  type FeedRow,
   type PreparedOp,
   type PushClock,
   type PushPlan,

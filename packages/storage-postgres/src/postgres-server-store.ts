@@ -2,7 +2,6 @@ import { hash } from 'node:crypto'
 import pg from 'pg'
 import {
   EMPTY_COLLECTION_DIGEST,
-  PullPage,
   conflictVersionRow,
   versionColumns,
   versionFromRow,
@@ -92,8 +91,6 @@ export const POSTGRES_STORE_DEFAULTS = {
 
 /** Largest accepted pool (PostgreSQL's own default `max_connections` is 100). */
 const MAX_POOL_SIZE = 1000
-/** Rows fetched per round trip while a pull walks the feed. */
-const PULL_FETCH_ROWS = 500
 /** Rows per multi-row INSERT: 1000 × 13 parameters stays far below the 65535 limit. */
 const INSERT_CHUNK_ROWS = 1000
 /** One PostgreSQL schema name, left unquoted in SQL: so only plain lowercase names. */
@@ -115,7 +112,6 @@ interface PulledRow extends VersionRow {
   seq: number
   collection_id: number
   id: string
-  unchanged_from: string | null
 }
 
 interface CollectionTableRow {
@@ -163,7 +159,7 @@ export function storeConnection(store: PostgresServerStore): StoreConnection {
  *
  * @remarks
  * Behaviour is the SQLite store's: both run the same rules from `@velosync/core`
- * (`preparePush`, `planPush`, `PullPage`) and pass the same conformance suite.
+ * (`preparePush`, `planPush`) and pass the same conformance suite.
  *
  * **Gap-free, commit-ordered feed (S4).** Every push transaction starts by locking the
  * counter row (`SELECT … FROM vs_meta WHERE key = 'head' FOR UPDATE`), takes its seqs from
@@ -428,47 +424,60 @@ export class PostgresServerStore implements ServerStore {
       'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
       async (client) => {
         await assertCursor(client, cursor)
-        const page = new PullPage(replicaId, cursor, limit, includeEchoes)
-        // The vector of an echo is never sent, so it is not fetched either.
+        // Echoes are filtered here, not walked row by row in JS (S5); their vectors are
+        // never read. `IS DISTINCT FROM` keeps rows whose unchanged_from is NULL.
         const echoOf = includeEchoes ? null : replicaId
-        const fetchRows = Math.min(PULL_FETCH_ROWS, limit + 1)
-        let more = true
-        while (more) {
-          const { rows } = await client.query<PulledRow>(
-            `SELECT seq, collection_id, id, unchanged_from, deleted,
-                    CASE WHEN unchanged_from = $2 THEN NULL ELSE vector END AS vector,
-                    metadata, version_vector, hlc_wall, hlc_counter, origin
-             FROM vs_documents WHERE seq > $1 ORDER BY seq LIMIT $3`,
-            [page.cursor, echoOf, fetchRows],
-          )
-          // A row may name a collection another process created after our cache was
-          // filled; this snapshot sees it, since the row is newer.
-          if (rows.some((row) => !this.#byId.has(row.collection_id))) {
-            await this.#loadCollections(client)
-          }
-          for (const row of rows) {
-            more = page.offer(
-              { seq: row.seq, unchangedFrom: row.unchanged_from },
-              () => {
-                const { schema } = this.#byId.get(
-                  row.collection_id,
-                ) as CollectionEntry
-                return {
-                  seq: row.seq,
-                  collection: schema.name,
-                  version: versionFromRow(schema, row.id, row),
-                }
-              },
-            )
-            if (!more) break
-          }
-          if (rows.length < fetchRows) more = false
-        }
-        const { rows } = await client.query<{ more: boolean }>(
-          'SELECT EXISTS (SELECT 1 FROM vs_documents WHERE seq > $1) AS more',
-          [page.cursor],
+        const { rows } = await client.query<PulledRow>(
+          `SELECT seq, collection_id, id, deleted, vector, metadata, version_vector,
+                  hlc_wall, hlc_counter, origin
+           FROM vs_documents
+           WHERE seq > $1 AND ($2::text IS NULL OR unchanged_from IS DISTINCT FROM $2)
+           ORDER BY seq LIMIT $3`,
+          [cursor, echoOf, limit],
         )
-        return page.result(rows[0]?.more === true)
+        // A row may name a collection another process created after our cache was
+        // filled; this snapshot sees it, since the row is newer.
+        if (rows.some((row) => !this.#byId.has(row.collection_id))) {
+          await this.#loadCollections(client)
+        }
+        const versions = rows.map((row) => {
+          const { schema } = this.#byId.get(
+            row.collection_id,
+          ) as CollectionEntry
+          return {
+            seq: row.seq,
+            collection: schema.name,
+            version: versionFromRow(schema, row.id, row),
+          }
+        })
+        const last = versions.at(-1)?.seq ?? cursor
+        // The page also takes the echoes that follow it, up to the next row to send,
+        // so that a device whose only remaining changes are its own hears hasMore false.
+        const { rows: tail } = await client.query<{
+          next: number | null
+          end: number | null
+          echoes: number
+        }>(
+          `WITH next AS (
+             SELECT seq FROM vs_documents
+             WHERE seq > $1 AND ($2::text IS NULL OR unchanged_from IS DISTINCT FROM $2)
+             ORDER BY seq LIMIT 1
+           )
+           SELECT (SELECT seq FROM next) AS next,
+                  (SELECT max(seq) FROM vs_documents
+                   WHERE seq < coalesce((SELECT seq FROM next), 9223372036854775807)) AS end,
+                  (SELECT count(*) FROM vs_documents
+                   WHERE seq > $3 AND unchanged_from = $2
+                     AND seq < coalesce((SELECT seq FROM next), 9223372036854775807))::int AS echoes`,
+          [last, echoOf, cursor],
+        )
+        const { next, end, echoes } = tail[0] as (typeof tail)[number]
+        return {
+          versions,
+          cursor: Math.max(last, end ?? last),
+          hasMore: next !== null,
+          skippedEchoes: echoes,
+        }
       },
     )
   }

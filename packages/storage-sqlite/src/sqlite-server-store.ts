@@ -2,7 +2,6 @@ import { hash } from 'node:crypto'
 import Database from 'better-sqlite3'
 import {
   EMPTY_COLLECTION_DIGEST,
-  PullPage,
   VERSION_FIELDS,
   conflictVersionRow,
   versionColumns,
@@ -198,8 +197,6 @@ interface PulledRow extends VersionRow {
   seq: number
   collection_id: number
   id: string
-  /** When it equals the pulling replica, the vector and metadata come back NULL. */
-  unchanged_from: string | null
 }
 
 interface CollectionEntry {
@@ -429,27 +426,49 @@ export class SqliteServerStore implements ServerStore {
         this.#db
           .transaction((): PullResult => {
             this.#assertCursor(cursor)
-            const page = new PullPage(replicaId, cursor, limit, includeEchoes)
-            for (const row of this.#statements.selectAfter.iterate({
-              cursor,
-              replica: includeEchoes ? null : replicaId,
-            }) as Iterable<PulledRow>) {
-              const more = page.offer(
-                { seq: row.seq, unchangedFrom: row.unchanged_from },
-                () => {
-                  const { schema } = this.#collectionById(row.collection_id)
-                  return {
-                    seq: row.seq,
-                    collection: schema.name,
-                    version: versionFromRow(schema, row.id, row),
-                  }
-                },
-              )
-              if (!more) break
+            const s = this.#statements
+            // Echoes are filtered by SQLite, not walked row by row here: a push exchange
+            // pulls right after writing its own batch, all of it echoes (S5).
+            const echoOf = includeEchoes ? null : replicaId
+            const versions = (
+              s.selectAfter.all({
+                cursor,
+                replica: echoOf,
+                limit,
+              }) as PulledRow[]
+            ).map((row) => {
+              const { schema } = this.#collectionById(row.collection_id)
+              return {
+                seq: row.seq,
+                collection: schema.name,
+                version: versionFromRow(schema, row.id, row),
+              }
+            })
+            const last = versions.at(-1)?.seq ?? cursor
+            // The page also takes the echoes that follow it, up to the next row to send,
+            // so that a device whose only remaining changes are its own hears hasMore false.
+            const next = s.selectNextSent.pluck().get({
+              after: last,
+              replica: echoOf,
+            }) as number | undefined
+            const end =
+              ((next === undefined
+                ? s.selectLastSeq.pluck().get()
+                : s.selectLastSeqBefore.pluck().get(next)) as number | null) ??
+              last
+            return {
+              versions,
+              cursor: Math.max(last, end),
+              hasMore: next !== undefined,
+              skippedEchoes:
+                echoOf === null
+                  ? 0
+                  : (s.countEchoes.pluck().get({
+                      cursor,
+                      end,
+                      replica: echoOf,
+                    }) as number),
             }
-            return page.result(
-              this.#statements.existsAfter.get(page.cursor) !== undefined,
-            )
           })
           .deferred(),
       )
@@ -906,16 +925,27 @@ function prepareStatements(db: Database.Database) {
     // An echo (a row that still holds what replica ?2 pushed) is skipped by the pull, so
     // its bulky columns are not read out: a device pulling right after a push of 10k
     // documents would otherwise copy ~20 MB only to drop it. @replica NULL: no echoes.
+    // Rows after the cursor except the replica's echoes (every row when replica is NULL;
+    // `IS NOT` keeps rows whose unchanged_from is NULL).
     selectAfter: db.prepare(
-      `SELECT seq, collection_id, id, unchanged_from,
-         ${VERSION_FIELDS.map((field) =>
-           field === 'vector' || field === 'metadata'
-             ? `CASE WHEN unchanged_from = @replica THEN NULL ELSE ${field} END AS ${field}`
-             : field,
-         ).join(', ')}
-       FROM vs_documents WHERE seq > @cursor ORDER BY seq`,
+      `SELECT seq, collection_id, id, ${VERSION_FIELDS.join(', ')}
+       FROM vs_documents
+       WHERE seq > @cursor AND (@replica IS NULL OR unchanged_from IS NOT @replica)
+       ORDER BY seq LIMIT @limit`,
     ),
-    existsAfter: db.prepare('SELECT 1 FROM vs_documents WHERE seq > ? LIMIT 1'),
+    selectNextSent: db.prepare(
+      `SELECT seq FROM vs_documents
+       WHERE seq > @after AND (@replica IS NULL OR unchanged_from IS NOT @replica)
+       ORDER BY seq LIMIT 1`,
+    ),
+    selectLastSeq: db.prepare('SELECT max(seq) FROM vs_documents'),
+    selectLastSeqBefore: db.prepare(
+      'SELECT max(seq) FROM vs_documents WHERE seq < ?',
+    ),
+    countEchoes: db.prepare(
+      `SELECT count(*) FROM vs_documents
+       WHERE seq > @cursor AND seq <= @end AND unchanged_from = @replica`,
+    ),
     selectReplica: db.prepare(
       'SELECT applied_lsn FROM vs_replicas WHERE replica_id = ?',
     ),

@@ -675,6 +675,35 @@ export function describeServerStore(
       expect(rest.versions.map((v) => v.version.id)).toEqual(['b2'])
     })
 
+    it(`${name}: S5 a page skips the echoes before and after it, and counts them`, async () => {
+      await store.push(
+        DEVICE_A,
+        [1, 2, 3].map((i) => a.put(`a${i}`, i)),
+      )
+      await store.push(DEVICE_B, [b.put('b1', 4)])
+      await store.push(DEVICE_A, [a.put('a4', 5), a.put('a5', 6)])
+      // Seqs 1-3 and 5-6 are A's echoes: one page of B's version takes all of them.
+      const page = await store.pull(DEVICE_A, 0, 1)
+      expect(page.versions.map((v) => [v.seq, v.version.id])).toEqual([
+        [4, 'b1'],
+      ])
+      expect(page).toMatchObject({
+        cursor: 6,
+        hasMore: false,
+        skippedEchoes: 5,
+      })
+      // Nothing but echoes after the cursor: an empty page that still moves past them.
+      expect(await store.pull(DEVICE_A, 4, 10)).toEqual({
+        versions: [],
+        cursor: 6,
+        hasMore: false,
+        skippedEchoes: 2,
+      })
+      // B's page is full at a1; the rest waits.
+      const forB = await store.pull(DEVICE_B, 0, 1)
+      expect(forB).toMatchObject({ cursor: 1, hasMore: true, skippedEchoes: 0 })
+    })
+
     it(`${name}: S5 after conflict_won or conflict_lost the pusher does receive the merged version`, async () => {
       await store.push(DEVICE_A, [
         a.put('x', 1, {}, { wallMs: 100 }),

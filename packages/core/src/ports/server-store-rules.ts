@@ -35,24 +35,10 @@ import {
   parseVersionVector,
   type VersionVector,
 } from '../model/version-vector.js'
-import type {
-  OpResult,
-  PullResult,
-  PulledVersion,
-  PushOp,
-  ReplicaRef,
-  Seq,
-} from './server-store.js'
+import type { OpResult, PushOp, ReplicaRef, Seq } from './server-store.js'
 
 /** Longest accepted token hash (hex or base64 of any reasonable digest fits). */
 export const MAX_TOKEN_HASH_LENGTH = 256
-
-/**
- * Most rows one pull examines. Echoes are skipped without counting against `limit`, so
- * without a bound a replica that pushed a million documents would make one pull walk all
- * of them; past this bound the pull returns early with `hasMore: true`.
- */
-export const MAX_PULL_SCAN = 100_000
 
 /** The replica id of an authenticated replica, or `invalid_argument`. */
 export function replicaIdOfRef(replica: ReplicaRef): ReplicaId {
@@ -463,74 +449,6 @@ export function planPush<C extends StoreCollection>(
     head,
     appliedThroughLsn: Math.max(appliedLsn, lastOp?.lsn ?? 0),
     forgetBelowLsn: ops[0]?.lsn,
-  }
-}
-
-/** One feed row as a pull examines it. */
-export interface FeedRow {
-  readonly seq: Seq
-  /** The replica whose push was stored exactly as pushed, if any. */
-  readonly unchangedFrom: string | null
-}
-
-/**
- * Builds one pull page from feed rows offered in seq order (S5): skips the replica's echoes
- * (unless `includeEchoes`), stops at `limit` versions, and also consumes the echoes right
- * after a full page, so that a device whose only remaining changes are its own hears
- * `hasMore: false`. Stops after {@link MAX_PULL_SCAN} rows.
- */
-export class PullPage {
-  readonly #replicaId: ReplicaId
-  readonly #limit: number
-  readonly #includeEchoes: boolean
-  readonly #versions: PulledVersion[] = []
-  #cursor: Seq
-  #skippedEchoes = 0
-  #scanned = 0
-
-  constructor(
-    replicaId: ReplicaId,
-    cursor: Seq,
-    limit: number,
-    includeEchoes: boolean,
-  ) {
-    this.#replicaId = replicaId
-    this.#cursor = cursor
-    this.#limit = limit
-    this.#includeEchoes = includeEchoes
-  }
-
-  /** Whether `row` would be skipped as an echo (its body need not be read). */
-  isEcho(row: FeedRow): boolean {
-    return !this.#includeEchoes && row.unchangedFrom === this.#replicaId
-  }
-
-  /**
-   * Offers the next row; `version` builds its pulled form (not called for echoes).
-   * @returns whether to offer more rows.
-   */
-  offer(row: FeedRow, version: () => PulledVersion): boolean {
-    const echo = this.isEcho(row)
-    if (!echo && this.#versions.length >= this.#limit) return false
-    this.#cursor = row.seq
-    if (echo) this.#skippedEchoes++
-    else this.#versions.push(version())
-    return ++this.#scanned < MAX_PULL_SCAN
-  }
-
-  /** The seq after which the next rows are to be offered. */
-  get cursor(): Seq {
-    return this.#cursor
-  }
-
-  /** The page, given whether rows after {@link cursor} exist. */
-  result(hasMore: boolean): PullResult {
-    return {
-      versions: this.#versions,
-      cursor: this.#cursor,
-      hasMore,
-      skippedEchoes: this.#skippedEchoes,
-    }
   }
 }
 
