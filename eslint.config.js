@@ -11,6 +11,8 @@ export default tseslint.config(
       '**/*.generated.ts',
       'coverage/**',
       'bench/c/**',
+      // Scratch space (gitignored), for profiles and one-off scripts.
+      '.tmp-*/**',
     ],
   },
   js.configs.recommended,
