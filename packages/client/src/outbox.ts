@@ -135,6 +135,13 @@ export class Outbox {
     const inFlight = this.#inFlight?.lsns
     return this.#db
       .transaction(() => {
+        // Most logs need nothing: one entry per document and no delete of a document the
+        // server never got. SQLite can tell without this reading the whole log (the check
+        // counts in-flight entries too, so it can only err towards compacting).
+        if (this.#statements.needsCompaction.get() === 0) {
+          this.#uncompacted = false
+          return { removed: 0, purged: 0 }
+        }
         const pending = (this.#statements.selectAll.all() as EntryRow[])
           .filter((row) => !inFlight?.has(row.lsn))
           .map((row) => ({
@@ -308,6 +315,13 @@ function prepareStatements(db: Database) {
        JOIN vs_documents d ON d.collection_id = o.collection_id AND d.id = o.doc_id
        ORDER BY o.lsn LIMIT ?`,
     ),
+    needsCompaction: db
+      .prepare(
+        `SELECT EXISTS (SELECT 1 FROM vs_outbox WHERE op = 'delete' AND prior_exists = 0)
+             OR EXISTS (SELECT 1 FROM vs_outbox GROUP BY collection_id, doc_id
+                        HAVING count(*) > 1)`,
+      )
+      .pluck(),
     deleteEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
     deleteThrough: db.prepare('DELETE FROM vs_outbox WHERE lsn <= ?'),
     markMaybeSentThrough: db.prepare(
