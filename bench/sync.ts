@@ -127,10 +127,11 @@ if (args.server !== 'in-process' && args.server !== 'child') {
   log(`--server takes in-process or child, got ${args.server}`)
   process.exit(2)
 }
+/** The child process the servers run in with `--server child` (one for the whole run). */
+const serverProcess =
+  args.server === 'child' ? await ServerProcess.spawn() : undefined
 const startServer = (config: BenchServerConfig): Promise<BenchServer> =>
-  args.server === 'child'
-    ? ServerProcess.start(config)
-    : startBenchServer(config)
+  serverProcess?.start(config) ?? startBenchServer(config)
 const FORMATS: readonly Format[] = ['binary', 'json', 'naive-json-f64']
 const formats = args.formats.split(',').map((name) => {
   const format = FORMATS.find((known) => known === name.trim())
@@ -212,6 +213,7 @@ async function main(): Promise<void> {
     if (args.json) process.stdout.write(`${JSON.stringify(rows)}\n`)
     else printTable(rows)
   } finally {
+    await serverProcess?.exit()
     rmSync(workDir, { recursive: true, force: true })
   }
 }
