@@ -86,16 +86,19 @@ interface InFlight {
  * @remarks
  * A push goes: {@link takeBatch} (compacts, then hands out the oldest entries with their
  * bodies), send, then {@link confirm} once the server has durably committed them, or
- * {@link release} on failure. Entries leave the log only in `confirm`. Entries in the
- * taken batch are never rewritten by compaction. At most one batch is in flight; after a
- * restart none is (the in-flight mark lives in memory), so a push cut off by a crash is
- * simply sent again, and the server's per-device LSN check makes that harmless.
+ * {@link release} on failure. Entries leave the log only in `confirm`. Entries in a
+ * taken batch are never rewritten by compaction. At most two batches are in flight: the
+ * one sent, and the next one, taken (`after` the first) while the first is at the server
+ * and sent only once the first is confirmed. After a restart none is (the in-flight marks
+ * live in memory), so a push cut off by a crash is simply sent again, and the server's
+ * per-device LSN check makes that harmless.
  */
 export class Outbox {
   readonly #db: Database
   readonly #host: OutboxHost
   readonly #statements: ReturnType<typeof prepareStatements>
-  #inFlight: InFlight | undefined
+  /** Taken batches, oldest first (at most two). */
+  #inFlight: InFlight[] = []
   #nextBatchId = 1
   /** Whether entries were appended since the last compaction (true after a restart). */
   #uncompacted = true
@@ -113,9 +116,9 @@ export class Outbox {
     return (this.#statements.count.get() as { n: number }).n
   }
 
-  /** The batch taken and not yet confirmed or released. */
+  /** The oldest batch taken and not yet confirmed or released. */
   get inFlight(): OutboxBatch | undefined {
-    return this.#inFlight?.batch
+    return this.#inFlight[0]?.batch
   }
 
   /** All entries, oldest first (for status displays and tests). */
@@ -132,7 +135,7 @@ export class Outbox {
    */
   compact(): CompactionResult {
     this.#host.assertOpen()
-    const inFlight = this.#inFlight?.lsns
+    const inFlight = this.#inFlight
     return this.#db
       .transaction(() => {
         // Most logs need nothing: one entry per document and no delete of a document the
@@ -143,7 +146,7 @@ export class Outbox {
           return { removed: 0, purged: 0 }
         }
         const pending = (this.#statements.selectAll.all() as EntryRow[])
-          .filter((row) => !inFlight?.has(row.lsn))
+          .filter((row) => !inFlight.some(({ lsns }) => lsns.has(row.lsn)))
           .map((row) => ({
             lsn: row.lsn,
             collection: String(row.collection_id),
@@ -154,7 +157,7 @@ export class Outbox {
         const plan = planCompaction(pending)
         // In-flight entries were left out: if they come back (release), the log may again
         // hold two entries for one document, so only a full compaction clears the mark.
-        if (inFlight === undefined) this.#uncompacted = false
+        if (inFlight.length === 0) this.#uncompacted = false
         for (const lsn of plan.removeLsns) this.#statements.deleteEntry.run(lsn)
         for (const lsn of plan.clearPriorExists)
           this.#statements.clearPriorExists.run(lsn)
@@ -172,11 +175,15 @@ export class Outbox {
   /**
    * Compacts, then takes the oldest `maxOps` entries with their document versions.
    *
+   * @param options.after - the batch in flight, when the next one is taken while it is at
+   *   the server: the entries after it are taken instead. Send the new batch only after
+   *   `after` is confirmed in full; a partial confirm or a release of `after` releases it.
    * @returns `undefined` when there is nothing to send.
-   * @throws `busy` while another batch is in flight.
+   * @throws `busy` while a batch is in flight and `after` does not name it, or while two
+   *   are.
    */
   takeBatch(
-    options: { readonly maxOps?: number } = {},
+    options: { readonly maxOps?: number; readonly after?: OutboxBatch } = {},
   ): OutboxBatch | undefined {
     this.#host.assertOpen()
     const maxOps = options.maxOps ?? DEFAULT_BATCH_OPS
@@ -185,18 +192,28 @@ export class Outbox {
         `maxOps must be an integer in 1..${MAX_BATCH_OPS}, got ${describe(maxOps)}`,
       )
     }
-    if (this.#inFlight !== undefined) {
+    const newest = this.#inFlight.at(-1)
+    if (
+      newest !== undefined &&
+      (this.#inFlight.length > 1 || options.after !== newest.batch)
+    ) {
       throw new VeloSyncError(
         'busy',
-        `outbox batch ${this.#inFlight.batch.id} is still in flight; confirm or release it first`,
+        `outbox batch ${newest.batch.id} is still in flight; confirm or release it first`,
+      )
+    }
+    if (newest === undefined && options.after !== undefined) {
+      throw invalidArgument(
+        `batch ${describe(options.after?.id)} is not in flight`,
       )
     }
     // Compacting reads the whole log; a round that takes many batches only needs it again
     // when local writes arrived in between.
     if (this.#uncompacted) this.compact()
-    const rows = this.#statements.selectBatch.all(maxOps) as Array<
-      EntryRow & DocumentRow & { entry_version_vector: string }
-    >
+    const rows = this.#statements.selectBatch.all({
+      after: newest?.batch.lastLsn ?? 0,
+      limit: maxOps,
+    }) as Array<EntryRow & DocumentRow & { entry_version_vector: string }>
     if (rows.length === 0) return undefined
     const ops = rows.map((row): OutboxOp => {
       const state = this.#host.collectionById(row.collection_id)
@@ -228,24 +245,29 @@ export class Outbox {
       firstLsn: (ops[0] as OutboxOp).lsn,
       lastLsn: (ops[ops.length - 1] as OutboxOp).lsn,
     }
-    this.#inFlight = {
+    this.#inFlight.push({
       batch,
       lsns: new Set(ops.map((op) => op.lsn)),
       collectionIds: new Set(rows.map((row) => row.collection_id)),
-    }
+    })
     return batch
   }
 
   /**
    * The server durably committed the batch's entries up to `upToLsn` (default: all):
-   * removes them from the log. Entries after `upToLsn` return to the pending log.
+   * removes them from the log. Entries after `upToLsn` return to the pending log, and so
+   * does a batch taken after this one (it must not be sent before them).
    *
    * @returns the number of entries removed.
-   * @throws `invalid_argument` if `batch` is not the in-flight batch.
+   * @throws `invalid_argument` if `batch` is not the oldest in-flight batch.
    */
   confirm(batch: OutboxBatch, upToLsn: number = batch.lastLsn): number {
     this.#host.assertOpen()
-    const inFlight = this.#current(batch)
+    if (this.#inFlight[0]?.batch !== batch) {
+      throw invalidArgument(
+        `batch ${describe(batch?.id)} is not the oldest in-flight outbox batch`,
+      )
+    }
     if (!Number.isSafeInteger(upToLsn)) {
       throw invalidArgument(
         `upToLsn must be an integer, got ${describe(upToLsn)}`,
@@ -253,16 +275,26 @@ export class Outbox {
     }
     // A batch is always the oldest pending entries and nothing else was pending below its
     // last LSN, so one range delete removes exactly the batch's confirmed entries.
-    const through = Math.min(upToLsn, inFlight.batch.lastLsn)
+    const through = Math.min(upToLsn, batch.lastLsn)
     const removed = this.#statements.deleteThrough.run(through).changes
-    this.#inFlight = undefined
+    this.#inFlight = through < batch.lastLsn ? [] : this.#inFlight.slice(1)
     return removed
   }
 
-  /** The push failed: the batch's entries become pending again, unchanged. */
+  /**
+   * The push failed (or will not be sent): the batch's entries, and those of any batch
+   * taken after it, become pending again, unchanged.
+   *
+   * @throws `invalid_argument` if `batch` is not in flight.
+   */
   release(batch: OutboxBatch): void {
-    this.#current(batch)
-    this.#inFlight = undefined
+    const index = this.#inFlight.findIndex((taken) => taken.batch === batch)
+    if (index < 0) {
+      throw invalidArgument(
+        `batch ${describe(batch?.id)} is not an in-flight outbox batch`,
+      )
+    }
+    this.#inFlight = this.#inFlight.slice(0, index)
   }
 
   /** @internal The store appended entries: the next batch must compact first. */
@@ -270,18 +302,9 @@ export class Outbox {
     this.#uncompacted = true
   }
 
-  /** @internal Whether the in-flight batch holds entries of a collection. */
+  /** @internal Whether an in-flight batch holds entries of a collection. */
   inFlightTouches(collectionId: number): boolean {
-    return this.#inFlight?.collectionIds.has(collectionId) ?? false
-  }
-
-  #current(batch: OutboxBatch): InFlight {
-    if (this.#inFlight === undefined || this.#inFlight.batch !== batch) {
-      throw invalidArgument(
-        `batch ${describe(batch?.id)} is not the in-flight outbox batch`,
-      )
-    }
-    return this.#inFlight
+    return this.#inFlight.some((taken) => taken.collectionIds.has(collectionId))
   }
 
   #toEntry(row: EntryRow): OutboxEntry {
@@ -313,7 +336,8 @@ function prepareStatements(db: Database) {
                 .join(', ')}
        FROM vs_outbox o
        JOIN vs_documents d ON d.collection_id = o.collection_id AND d.id = o.doc_id
-       ORDER BY o.lsn LIMIT ?`,
+       WHERE o.lsn > @after
+       ORDER BY o.lsn LIMIT @limit`,
     ),
     needsCompaction: db
       .prepare(

@@ -38,10 +38,55 @@ describe('Outbox: push hooks', () => {
     expect(again.ops.map((op) => op.lsn)).toEqual(first.ops.map((op) => op.lsn))
     expect(store.outbox.confirm(again, 2)).toBe(2)
     expect(store.outbox.entries().map((e) => e.lsn)).toEqual([3])
-    expect(() => store.outbox.confirm(again)).toThrow(/not the in-flight/)
+    expect(() => store.outbox.confirm(again)).toThrow(
+      /not the oldest in-flight/,
+    )
     expect(
       store.outbox.takeBatch({ maxOps: 10 })!.ops.map((op) => op.lsn),
     ).toEqual([3])
+  })
+
+  test('the next batch can be taken while one is in flight; it follows the first', ({
+    store,
+  }) => {
+    store.putMany(
+      'docs',
+      [1, 2, 3, 4, 5].map((i) => ({ id: `d${i}`, vector: vec(i) })),
+    )
+    const first = store.outbox.takeBatch({ maxOps: 2 })!
+    expect(() => store.outbox.takeBatch()).toThrow(/still in flight/)
+    const second = store.outbox.takeBatch({ maxOps: 2, after: first })!
+    expect(second.ops.map((op) => op.lsn)).toEqual([3, 4])
+    // Two at most, and the second cannot be confirmed before the first.
+    expect(() => store.outbox.takeBatch({ after: second })).toThrow(
+      /still in flight/,
+    )
+    expect(() => store.outbox.confirm(second)).toThrow(
+      /not the oldest in-flight/,
+    )
+    store.outbox.confirm(first)
+    expect(store.outbox.inFlight).toBe(second)
+    store.outbox.confirm(second)
+    expect(store.outbox.entries().map((e) => e.lsn)).toEqual([5])
+  })
+
+  test('releasing or partly confirming a batch returns the batch taken after it', ({
+    store,
+  }) => {
+    store.putMany(
+      'docs',
+      [1, 2, 3, 4].map((i) => ({ id: `d${i}`, vector: vec(i) })),
+    )
+    let first = store.outbox.takeBatch({ maxOps: 2 })!
+    store.outbox.takeBatch({ maxOps: 2, after: first })
+    store.outbox.release(first)
+    expect(store.outbox.inFlight).toBeUndefined()
+    first = store.outbox.takeBatch({ maxOps: 2 })!
+    const second = store.outbox.takeBatch({ maxOps: 2, after: first })!
+    store.outbox.confirm(first, 1)
+    expect(store.outbox.inFlight).toBeUndefined()
+    expect(() => store.outbox.release(second)).toThrow(/not an in-flight/)
+    expect(store.outbox.takeBatch()!.ops.map((op) => op.lsn)).toEqual([2, 3, 4])
   })
 
   test('entries in flight are never rewritten; later edits wait for the next batch', ({

@@ -239,6 +239,50 @@ describe('sync over HTTP', () => {
     expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('a push round that fails mid-way keeps the batch it read ahead, and the next round sends it once', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    let requests = 0
+    const seen: number[][] = []
+    const failSecond: SyncTransport = {
+      sync(request, options) {
+        seen.push(request.push.map((op) => op.lsn))
+        if (++requests === 2) {
+          return Promise.reject(new Error('connection refused'))
+        }
+        return a.transport.sync(request, options)
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    const client = new SyncClient(a.store, {
+      transport: failSecond,
+      maxOpsPerPush: 7,
+    })
+    a.store.putMany(
+      'notes',
+      Array.from({ length: 20 }, (_, i) => ({ id: `r${i}`, vector: vec(i) })),
+    )
+    await expect(client.sync()).rejects.toThrow(/connection refused/)
+    // The first batch is confirmed; the second failed, and the third, read while the
+    // second was at the "server", went back to the log with it.
+    expect(a.store.outbox.inFlight).toBeUndefined()
+    expect(a.store.outbox.size).toBe(13)
+    const result = await client.sync()
+    expect(result.pushed).toBe(13)
+    expect(seen.slice(0, 4).map((lsns) => [lsns[0], lsns.length])).toEqual([
+      [1, 7],
+      [8, 7],
+      [8, 7],
+      [15, 6],
+    ])
+    expect(a.store.outbox.size).toBe(0)
+    expect(await serverStore.head()).toBe(20)
+    await b.sync.sync()
+    expect(b.store.count('notes')).toBe(20)
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('I5: a device older than the tombstone horizon resyncs and keeps its unpushed writes', async () => {
     const a = await device('alpha')
     const b = await device('beta')

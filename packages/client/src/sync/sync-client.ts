@@ -517,6 +517,9 @@ export class SyncClient {
     }
     // The next page of a pull, when it was requested before the page in hand was applied.
     let ahead: Promise<SyncResponse> | undefined
+    // The next push batch, taken while the previous one was at the server; sent only once
+    // that one is confirmed (one push in flight at a time).
+    let prepared: OutboxBatch | undefined
 
     try {
       for (;;) {
@@ -525,14 +528,29 @@ export class SyncClient {
         ahead = undefined
         const batch =
           sentAhead === undefined
-            ? store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush })
+            ? (prepared ??
+              store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush }))
             : undefined
+        prepared = undefined
         let response: SyncResponse
         try {
-          response = await (sentAhead ??
-            send(batch, resync?.cursor ?? store.syncCursor))
+          const answer =
+            sentAhead ?? send(batch, resync?.cursor ?? store.syncCursor)
+          if (batch !== undefined) {
+            // Read the next batch while the server works on this one: on another machine
+            // (or core) the two overlap. Awaited below; a failure meanwhile is handled there.
+            answer.catch(() => {})
+            await new Promise((resolve) => setImmediate(resolve))
+            prepared = store.outbox.takeBatch({
+              maxOps: this.#maxOpsPerPush,
+              after: batch,
+            })
+          }
+          response = await answer
         } catch (error) {
+          // Releasing the batch releases the one prepared after it too.
           if (batch !== undefined) store.outbox.release(batch)
+          prepared = undefined
           if (isVeloSyncError(error, 'lsn_reused') && !epochRenewed) {
             // This store was restored from an older copy: its LSNs were already used for
             // other content. Re-stamp the unpushed writes under a new replica, and rebuild
@@ -593,11 +611,17 @@ export class SyncClient {
           })
         } catch (error) {
           // The local transaction rolled back: the batch is not confirmed, and keeping it
-          // marked in flight would wedge every later round with 'busy'.
+          // (and the one prepared after it) marked in flight would wedge every later round
+          // with 'busy'.
           if (batch !== undefined && store.outbox.inFlight === batch)
             store.outbox.release(batch)
+          prepared = undefined
           throw error
         }
+        // A partial confirm returned the rest of the batch to the log, and with it the
+        // batch prepared after it (it must not overtake them).
+        if (batch !== undefined && response.appliedThroughLsn < batch.lastLsn)
+          prepared = undefined
         // After the apply: listeners get versions the store has already taken (and a copy of
         // the vector, which they may keep or change without touching anything else).
         for (const result of response.results) {
@@ -639,8 +663,10 @@ export class SyncClient {
         if (batch === undefined && !response.hasMore) break
       }
     } finally {
-      // Normally nothing is left ahead here; after a failure, stop the request.
+      // Normally nothing is left ahead here; after a failure, stop the request, and put a
+      // batch prepared but never sent back in the log.
       if (ahead !== undefined) leftBehind.abort()
+      if (prepared !== undefined) store.outbox.release(prepared)
     }
 
     if (resync !== undefined) {
