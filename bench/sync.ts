@@ -13,11 +13,11 @@
  * Bytes are counted on the wire: every connection goes through a byte-counting TCP proxy
  * on 127.0.0.1, so request and status lines, headers and bodies in both directions all
  * count. rawBytesPerDoc is what the documents themselves hold: vector bytes (float32) +
- * metadata JSON (with the text) + id. By default the server, the proxy and the devices
- * share this process (one event loop), so docs/s includes the work of both ends done one
- * after the other; `--server child` runs the server and its proxy in a child process
- * instead, as a deployment has it (both ends then work at once, but each request crosses
- * processes, which costs more than it gains on a busy machine).
+ * metadata JSON (with the text) + id. By default (`--server child`) the server and its
+ * proxy run in one long-lived child process, as a deployment has it: device and server
+ * each have a core, and the server is warm after the warm-up run (each run still gets a
+ * new, empty store). `--server in-process` puts both ends in this process (one event
+ * loop), so docs/s then measures the work of both ends done one after the other.
  *
  * naive-json-f64: the prototype posted documents as JSON with the vector as a float64
  * number array to an endpoint that parsed them and inserted them into SQLite, and served
@@ -30,10 +30,10 @@
  *
  * Options: --batch N documents per request, push and pull (default 1000, the sync client's
  * default); --synchronous full|normal for every SQLite file of the VeloSync runs (default
- * full, the stores' default); --server in-process|child where the servers run (above).
+ * full, the stores' default); --server child|in-process where the servers run (above).
  *
  * Usage: npm run bench:sync -- [--json] [--runs N] [--docs N] [--dims N] [--formats a,b]
- *   [--batch N] [--synchronous full|normal] [--server in-process|child]
+ *   [--batch N] [--synchronous full|normal] [--server child|in-process]
  * Needs `npm run build` first (the packages are imported from their builds).
  * --json prints one JSON array of rows to stdout and nothing else; progress goes to stderr.
  */
@@ -62,6 +62,8 @@ type Format = 'binary' | 'json' | 'naive-json-f64'
 interface ThroughputRow {
   readonly name: 'push' | 'pull'
   readonly format: Format
+  /** Where the server ran: its own process, or the benchmark's. */
+  readonly server: 'child' | 'in-process'
   readonly docs: number
   readonly dims: number
   readonly runs: number
@@ -111,7 +113,7 @@ const { values: args } = parseArgs({
     formats: { type: 'string', default: 'binary,json,naive-json-f64' },
     synchronous: { type: 'string', default: 'full' },
     batch: { type: 'string', default: '1000' },
-    server: { type: 'string', default: 'in-process' },
+    server: { type: 'string', default: 'child' },
   },
 })
 const runs = integerArg(args.runs, '--runs', 1)
@@ -124,12 +126,13 @@ if (args.synchronous !== 'full' && args.synchronous !== 'normal') {
 }
 const synchronous: 'full' | 'normal' = args.synchronous
 if (args.server !== 'in-process' && args.server !== 'child') {
-  log(`--server takes in-process or child, got ${args.server}`)
+  log(`--server takes child or in-process, got ${args.server}`)
   process.exit(2)
 }
+const serverPlace: 'child' | 'in-process' = args.server
 /** The child process the servers run in with `--server child` (one for the whole run). */
 const serverProcess =
-  args.server === 'child' ? await ServerProcess.spawn() : undefined
+  serverPlace === 'child' ? await ServerProcess.spawn() : undefined
 const startServer = (config: BenchServerConfig): Promise<BenchServer> =>
   serverProcess?.start(config) ?? startBenchServer(config)
 const FORMATS: readonly Format[] = ['binary', 'json', 'naive-json-f64']
@@ -188,6 +191,7 @@ async function main(): Promise<void> {
         rows.push({
           name,
           format,
+          server: serverPlace,
           docs: docCount,
           dims,
           runs,
@@ -383,7 +387,8 @@ function rawBytesOf(documents: readonly BenchDocument[]): number {
 
 function printTable(rows: readonly Row[]): void {
   const lines = [
-    `sync over HTTP on 127.0.0.1: ${docCount} docs × ${dims}-d float32, median of ${runs} runs`,
+    `sync over HTTP on 127.0.0.1, server ${serverPlace === 'child' ? 'in a child process' : 'in this process'}: ` +
+      `${docCount} docs × ${dims}-d float32, median of ${runs} runs`,
     '',
     'name       format          docs/s  wire B/doc  raw B/doc  wire/raw  target',
   ]
