@@ -3,7 +3,7 @@
  * table; `--json` prints the same rows as a JSON array. Exits 1 when any safety figure
  * (lost, duplicated, diverged, stuck, false or missed conflicts) is not 0, or a run threw.
  *
- *   CHAOS_RUNS=N        simulation runs per scenario (default 25)
+ *   CHAOS_RUNS=N        simulation runs per scenario (default 25; 0: process-level only)
  *   CHAOS_SEED=N        fast-check seed (default: random, printed)
  *   CHAOS_SCENARIOS=a,b only these scenarios
  *   CHAOS_SHRINK_RUNS=N runs spent shrinking a failure (default 150)
@@ -21,10 +21,13 @@ import {
   type ChaosRow,
   type ScenarioReport,
 } from '@velosync/testkit/chaos'
-import { runProcessChaos } from '@velosync/testkit/process-chaos'
+import {
+  runProcessChaos,
+  type ProcessRunReport,
+} from '@velosync/testkit/process-chaos'
 
 const json = process.argv.includes('--json')
-const runs = integerEnv('CHAOS_RUNS', 25, 1)
+const runs = integerEnv('CHAOS_RUNS', 25, 0)
 const seed = integerEnv('CHAOS_SEED', Math.floor(Math.random() * 2 ** 31), 0)
 const shrinkRuns = integerEnv('CHAOS_SHRINK_RUNS', 150, 0)
 const processRuns = integerEnv('CHAOS_PROCESS_RUNS', 2, 0)
@@ -43,7 +46,7 @@ if (only !== undefined && scenarios.length !== only.length) {
 
 const reports: ScenarioReport[] = []
 const started = performance.now()
-for (const scenario of scenarios) {
+for (const scenario of runs === 0 ? [] : scenarios) {
   const report = await runScenario(scenario, { runs, seed, shrinkRuns })
   reports.push(report)
   if (report.counterexample !== undefined) {
@@ -55,11 +58,22 @@ for (const scenario of scenarios) {
   }
 }
 const processRows: ChaosRow[] = []
+const processDetails: string[] = []
 if (processRuns > 0 && only === undefined) {
   for (const scenario of ['process-kill', 'fault-proxy'] as const) {
     process.stderr.write(`${scenario}: ${processRuns} runs\n`)
+    const injected: ProcessRunReport[] = []
     processRows.push(
-      await runProcessChaos({ scenario, seed, runs: processRuns }),
+      await runProcessChaos({
+        scenario,
+        seed,
+        runs: processRuns,
+        onRun: (report) => injected.push(report),
+      }),
+    )
+    processDetails.push(
+      `${scenario}: SIGKILLs ${tally(injected.map((r) => r.kills))}; ` +
+        `proxy faults ${tally(injected.map((r) => r.proxyFaults))}`,
     )
   }
 }
@@ -72,7 +86,7 @@ if (json) {
   process.stdout.write(
     `VeloSync chaos: ${runs} runs per scenario, seed ${seed}, ${seconds.toFixed(0)} s\n\n` +
       `${formatChaosTable(rows)}\n\n` +
-      `${formatChaosDetails(reports)}\n`,
+      `${[formatChaosDetails(reports), ...processDetails].filter(Boolean).join('\n')}\n`,
   )
 }
 // A counterexample without a safety figure is a run that threw: a failure too.
@@ -81,6 +95,22 @@ process.exitCode =
   rows.some((row) => safetyViolations(row) > 0)
     ? 1
     : 0
+
+/** "12 (random 5, mid-write 7)": the total of some counts by kind, then each kind. */
+function tally(
+  counts: ReadonlyArray<Readonly<Record<string, number>>>,
+): string {
+  const byKind = new Map<string, number>()
+  for (const count of counts)
+    for (const [kind, n] of Object.entries(count))
+      byKind.set(kind, (byKind.get(kind) ?? 0) + n)
+  const total = [...byKind.values()].reduce((sum, n) => sum + n, 0)
+  if (total === 0) return '0'
+  const kinds = [...byKind]
+    .sort((a, b) => b[1] - a[1])
+    .map(([kind, n]) => `${kind} ${n}`)
+  return `${total} (${kinds.join(', ')})`
+}
 
 function integerEnv(name: string, fallback: number, min: number): number {
   const text = process.env[name]
