@@ -235,10 +235,10 @@ export class Outbox {
     // From here on the server may commit these writes even if we never hear back, so
     // compaction must never again treat their documents as unknown to the server (a
     // later delete has to be sent). Persisted: the answer may be lost to a crash too.
-    // (One range update: the batch is every entry up to its last LSN.)
-    this.#statements.markMaybeSentThrough.run(
-      (ops[ops.length - 1] as OutboxOp).lsn,
-    )
+    // A batch taken after another is marked only when that one is confirmed, just before
+    // it can be sent: released unsent, it leaves no mark.
+    if (newest === undefined)
+      this.#markMaybeSent((ops[ops.length - 1] as OutboxOp).lsn)
     const batch: OutboxBatch = {
       id: this.#nextBatchId++,
       ops,
@@ -278,6 +278,9 @@ export class Outbox {
     const through = Math.min(upToLsn, batch.lastLsn)
     const removed = this.#statements.deleteThrough.run(through).changes
     this.#inFlight = through < batch.lastLsn ? [] : this.#inFlight.slice(1)
+    // The batch taken after this one may be sent from now on (see takeBatch).
+    const next = this.#inFlight[0]
+    if (next !== undefined) this.#markMaybeSent(next.batch.lastLsn)
     return removed
   }
 
@@ -295,6 +298,11 @@ export class Outbox {
       )
     }
     this.#inFlight = this.#inFlight.slice(0, index)
+  }
+
+  /** Marks every entry up to `lsn` as possibly known to the server (one range update). */
+  #markMaybeSent(lsn: number): void {
+    this.#statements.markMaybeSentThrough.run(lsn)
   }
 
   /** @internal The store appended entries: the next batch must compact first. */

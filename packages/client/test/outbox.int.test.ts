@@ -89,6 +89,23 @@ describe('Outbox: push hooks', () => {
     expect(store.outbox.takeBatch()!.ops.map((op) => op.lsn)).toEqual([2, 3, 4])
   })
 
+  test('a batch taken after another and released unsent leaves no maybe-sent mark', ({
+    store,
+  }) => {
+    store.putMany(
+      'docs',
+      [1, 2, 3, 4].map((i) => ({ id: `d${i}`, vector: vec(i) })),
+    )
+    const first = store.outbox.takeBatch({ maxOps: 2 })!
+    store.outbox.takeBatch({ maxOps: 2, after: first })
+    store.outbox.release(first)
+    // d4 was created offline and never sent: its create-then-delete sends nothing.
+    store.delete('docs', 'd4')
+    expect(
+      store.outbox.takeBatch({ maxOps: 10 })!.ops.map((op) => op.version.id),
+    ).toEqual(['d1', 'd2', 'd3'])
+  })
+
   test('entries in flight are never rewritten; later edits wait for the next batch', ({
     store,
   }) => {

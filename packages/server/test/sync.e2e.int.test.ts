@@ -283,6 +283,34 @@ describe('sync over HTTP', () => {
     expect(b.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('a local apply that fails after its confirm ran leaves nothing taken, and the next round pushes', async () => {
+    const a = await device('alpha')
+    a.store.putMany(
+      'notes',
+      Array.from({ length: 20 }, (_, i) => ({ id: `f${i}`, vector: vec(i) })),
+    )
+    // A disk error late in the apply transaction, after the outbox confirmed the batch in
+    // memory (the transaction rolls back; the in-memory marks must follow).
+    const outbox = a.store.outbox
+    const confirm = outbox.confirm.bind(outbox)
+    let fail = true
+    outbox.confirm = (batch, upToLsn) => {
+      const removed = confirm(batch, upToLsn)
+      if (fail) {
+        fail = false
+        throw new Error('disk I/O error')
+      }
+      return removed
+    }
+    await expect(a.sync.sync()).rejects.toThrow(/disk I\/O error/)
+    expect(outbox.inFlight).toBeUndefined()
+    expect(outbox.size).toBe(20)
+    const result = await a.sync.sync()
+    expect(result.pushed).toBe(20)
+    expect(outbox.size).toBe(0)
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('I5: a device older than the tombstone horizon resyncs and keeps its unpushed writes', async () => {
     const a = await device('alpha')
     const b = await device('beta')

@@ -610,11 +610,13 @@ export class SyncClient {
               : {}),
           })
         } catch (error) {
-          // The local transaction rolled back: the batch is not confirmed, and keeping it
-          // (and the one prepared after it) marked in flight would wedge every later round
-          // with 'busy'.
-          if (batch !== undefined && store.outbox.inFlight === batch)
-            store.outbox.release(batch)
+          // The local transaction rolled back, the in-memory in-flight marks did not: the
+          // batch (or, once its confirm ran, the one prepared after it) would stay taken
+          // and wedge every later round with 'busy'. Whatever of this round's is still
+          // taken goes back to the log.
+          const held = store.outbox.inFlight
+          if (held !== undefined && (held === batch || held === prepared))
+            store.outbox.release(held)
           prepared = undefined
           throw error
         }
