@@ -463,7 +463,8 @@ export class LocalStore {
                 current.versionVector,
                 replica,
               ),
-              hlc: this.#clock.now(),
+              // Later than the version it re-stamps, like any write (see laterThan).
+              hlc: laterThan(this.#clock.now(), current.hlc),
               origin: replica,
             }
             this.#writeRow(state, version, row, digest)

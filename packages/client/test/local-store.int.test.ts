@@ -513,5 +513,11 @@ describe('LocalStore: clock', () => {
     expect(store.put('docs', { id: 'y', vector: vec(3) }).hlc.wallMs).toBe(
       1_060_000,
     )
+    // Re-stamping under a new epoch keeps that order too.
+    store.startNewEpoch()
+    expect(store.get('docs', 'x')?.hlc).toEqual({
+      wallMs: year2099,
+      counter: 9,
+    })
   })
 })
