@@ -154,6 +154,7 @@ export {
   assertSeq,
   assertTokenHash,
   collectionMismatch,
+  monotonePushClock,
   planPush,
   preparePush,
   pushClockOf,

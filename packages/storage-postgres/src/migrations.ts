@@ -114,6 +114,11 @@ export const MIGRATIONS: readonly Migration[] = [
     // NULL: the version competes with its HLC wall time (stored without a clock bound).
     sql: 'ALTER TABLE vs_documents ADD COLUMN effective_wall_ms bigint;',
   },
+  {
+    version: 3,
+    name: 'latest acceptance time, never going back (S13)',
+    sql: "INSERT INTO vs_meta (key, value) VALUES ('accepted_ms', 0);",
+  },
 ]
 
 /** The schema version this code writes; newer databases are refused rather than misread. */

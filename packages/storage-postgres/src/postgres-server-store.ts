@@ -20,6 +20,7 @@ import {
   normalizeCollectionSchema,
   planPush,
   preparePush,
+  monotonePushClock,
   pushClockOf,
   replicaIdOfRef,
   staleCursorError,
@@ -314,14 +315,17 @@ export class PostgresServerStore implements ServerStore {
     return this.#transaction('BEGIN', async (client) => {
       // The push lock: taken first, held to COMMIT (see the class remarks).
       const head = await selectMeta(client, 'head', 'FOR UPDATE')
-      // The replica's applied LSN and the digests of the push's collections, in one trip.
+      // The replica's applied LSN, the latest acceptance time and the digests of the
+      // push's collections, in one trip.
       const { rows: stateRows } = await client.query<{
         applied_lsn: number | null
+        accepted_ms: number
         collection_id: number | null
         digest: string | null
       }>(
-        `SELECT r.applied_lsn, c.collection_id, c.digest
-         FROM (SELECT (SELECT applied_lsn FROM vs_replicas WHERE replica_id = $1) AS applied_lsn) AS r
+        `SELECT r.applied_lsn, r.accepted_ms, c.collection_id, c.digest
+         FROM (SELECT (SELECT applied_lsn FROM vs_replicas WHERE replica_id = $1) AS applied_lsn,
+                      (SELECT value FROM vs_meta WHERE key = 'accepted_ms') AS accepted_ms) AS r
          LEFT JOIN vs_collections AS c ON c.collection_id = ANY($2::int4[])`,
         [
           replicaId,
@@ -329,6 +333,10 @@ export class PostgresServerStore implements ServerStore {
         ],
       )
       const appliedLsn = stateRows[0]?.applied_lsn ?? 0
+      const acceptedClock = monotonePushClock(
+        clock,
+        stateRows[0]?.accepted_ms ?? 0,
+      )
       const digests = new Map<number, string>()
       for (const row of stateRows) {
         if (row.collection_id !== null && row.digest !== null) {
@@ -385,7 +393,7 @@ export class PostgresServerStore implements ServerStore {
         },
         resolver,
         sha256,
-        clock,
+        acceptedClock,
       )
       await writePush(
         client,
@@ -393,6 +401,7 @@ export class PostgresServerStore implements ServerStore {
         replicaId,
         plan,
         nowMs,
+        acceptedClock?.nowMs,
         // Only a push that stored something announces; a replay changes no head.
         plan.head > head
           ? {
@@ -801,6 +810,8 @@ async function writePush(
   replicaId: ReplicaId,
   plan: PushPlan<CollectionEntry>,
   nowMs: number,
+  /** The push's acceptance time under S13, to raise `accepted_ms` to; none without. */
+  acceptedMs: number | undefined,
   notify: { readonly channel: string; readonly payload: string } | undefined,
 ): Promise<void> {
   // One row per document: a later write of the same document in this push replaces an
@@ -874,6 +885,9 @@ async function writePush(
        UPDATE vs_collections AS c SET digest = d.digest
        FROM unnest($10::int4[], $11::text[]) AS d (collection_id, digest)
        WHERE c.collection_id = d.collection_id
+     ), accepted AS (
+       UPDATE vs_meta SET value = GREATEST(value, $14::int8)
+       WHERE key = 'accepted_ms' AND $14::int8 IS NOT NULL
      )
      SELECT pg_notify($12, $13) WHERE $13::text IS NOT NULL`,
     [
@@ -890,6 +904,7 @@ async function writePush(
       digests.map(([, digest]) => digest),
       notify?.channel ?? null,
       notify?.payload ?? null,
+      acceptedMs ?? null,
     ],
   )
 }

@@ -177,6 +177,7 @@ describe.skipIf(postgres.url === undefined)(
       expect(versions).toEqual([
         { version: 1, name: 'initial schema' },
         { version: 2, name: 'effective wall time of stored versions (S13)' },
+        { version: 3, name: 'latest acceptance time, never going back (S13)' },
       ])
       const error = await rejection(open(schema))
       expect(isVeloSyncError(error, 'storage_failure')).toBe(true)

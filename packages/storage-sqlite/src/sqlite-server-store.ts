@@ -21,6 +21,7 @@ import {
   normalizeCollectionSchema,
   planPush,
   preparePush,
+  monotonePushClock,
   pushClockOf,
   replicaIdOfRef,
   staleCursorError,
@@ -174,6 +175,11 @@ const MIGRATIONS: readonly Migration[] = [
     name: 'effective wall time of stored versions (S13)',
     // NULL: the version competes with its HLC wall time (stored without a clock bound).
     sql: 'ALTER TABLE vs_documents ADD COLUMN effective_wall_ms INTEGER;',
+  },
+  {
+    version: 3,
+    name: 'latest acceptance time, never going back (S13)',
+    sql: "INSERT INTO vs_meta (key, value) VALUES ('accepted_ms', 0);",
   },
 ]
 
@@ -376,6 +382,10 @@ export class SqliteServerStore implements ServerStore {
         this.#db
           .transaction((): PushResult => {
             const s = this.#statements
+            const acceptedClock = monotonePushClock(
+              clock,
+              this.#meta('accepted_ms'),
+            )
             const plan = planPush(
               replicaId,
               prepared,
@@ -394,9 +404,11 @@ export class SqliteServerStore implements ServerStore {
               },
               resolver,
               sha256,
-              clock,
+              acceptedClock,
             )
             this.#writePush(replica, replicaId, plan, nowMs)
+            if (acceptedClock !== undefined)
+              s.raiseMeta.run(acceptedClock.nowMs, 'accepted_ms')
             return {
               results: plan.results,
               appliedThroughLsn: plan.appliedThroughLsn,
@@ -800,7 +812,7 @@ export class SqliteServerStore implements ServerStore {
     }
   }
 
-  #meta(key: 'head' | 'horizon'): number {
+  #meta(key: 'head' | 'horizon' | 'accepted_ms'): number {
     return this.#statements.selectMeta.pluck().get(key) as number
   }
 
@@ -886,6 +898,9 @@ function prepareStatements(db: Database.Database) {
   return {
     selectMeta: db.prepare('SELECT value FROM vs_meta WHERE key = ?'),
     setMeta: db.prepare('UPDATE vs_meta SET value = ? WHERE key = ?'),
+    raiseMeta: db.prepare(
+      'UPDATE vs_meta SET value = max(value, ?) WHERE key = ?',
+    ),
     selectCollections: db.prepare(
       'SELECT collection_id, name, dims, metric, dtype FROM vs_collections ORDER BY collection_id',
     ),
@@ -922,9 +937,6 @@ function prepareStatements(db: Database.Database) {
          unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
          effective_wall_ms = excluded.effective_wall_ms`,
     ),
-    // An echo (a row that still holds what replica ?2 pushed) is skipped by the pull, so
-    // its bulky columns are not read out: a device pulling right after a push of 10k
-    // documents would otherwise copy ~20 MB only to drop it. @replica NULL: no echoes.
     // Rows after the cursor except the replica's echoes (every row when replica is NULL;
     // `IS NOT` keeps rows whose unchanged_from is NULL).
     selectAfter: db.prepare(

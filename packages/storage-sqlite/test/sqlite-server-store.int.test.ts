@@ -175,6 +175,7 @@ describe('SqliteServerStore: the file', () => {
       ).toEqual([
         { version: 1, name: 'initial schema' },
         { version: 2, name: 'effective wall time of stored versions (S13)' },
+        { version: 3, name: 'latest acceptance time, never going back (S13)' },
       ])
       db.prepare(
         'INSERT INTO vs_schema_migrations (version, name, applied_at_ms) VALUES (?, ?, 0)',
@@ -209,13 +210,14 @@ describe('SqliteServerStore: the file', () => {
       ).toEqual([
         { version: 1, applied_at_ms: 0 },
         { version: 2, applied_at_ms: 0 },
+        { version: 3, applied_at_ms: 0 },
       ])
     } finally {
       check.close()
     }
   })
 
-  it('migrates a schema-1 file to schema 2 (effective wall times) with its data intact', async () => {
+  it('migrates a schema-1 file to the current schema with its data intact', async () => {
     const first = open()
     await first.ensureCollection(SCHEMA)
     await first.push(DEVICE, [op(1, 'x', 1)])
@@ -223,7 +225,8 @@ describe('SqliteServerStore: the file', () => {
     await first.close()
     const db = new Database(path)
     db.exec(`ALTER TABLE vs_documents DROP COLUMN effective_wall_ms;
-      DELETE FROM vs_schema_migrations WHERE version = 2;
+      DELETE FROM vs_meta WHERE key = 'accepted_ms';
+      DELETE FROM vs_schema_migrations WHERE version >= 2;
       PRAGMA user_version = 1;`)
     db.close()
 
@@ -231,6 +234,7 @@ describe('SqliteServerStore: the file', () => {
     expect(await second.digest('notes')).toBe(digest)
     const pushed = await second.push(DEVICE, [op(2, 'y', 2)], {
       maxClockLeadMs: 60_000,
+      nowMs: 5_000,
     })
     expect(pushed.results[0]?.outcome).toBe('applied')
     await second.close()
@@ -246,6 +250,12 @@ describe('SqliteServerStore: the file', () => {
         { id: 'x', bounded: 0 },
         { id: 'y', bounded: 1 },
       ])
+      expect(
+        check
+          .prepare("SELECT value FROM vs_meta WHERE key = 'accepted_ms'")
+          .pluck()
+          .get(),
+      ).toBe(5_000)
     } finally {
       check.close()
     }

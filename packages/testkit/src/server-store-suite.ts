@@ -398,6 +398,34 @@ export function describeServerStore(
       ).rejects.toMatchObject({ code: 'invalid_argument' })
     })
 
+    it(`${name}: S13 acceptance times never go back, so a successor never competes earlier than its ancestor`, async () => {
+      const bound = { maxClockLeadMs: 60 }
+      const year2099 = Date.UTC(2099, 0, 1)
+      // A (clock in 2099) writes s, accepted at 10_000: it competes at 10_060.
+      const first = a.put('s', 1, {}, { wallMs: year2099 })
+      await store.push(DEVICE_A, [first], { ...bound, nowMs: 10_000 })
+      // B's concurrent write competes at 10_055 and loses; the stored vector merges both.
+      const other = b.put('s', 2, {}, { wallMs: 10_055 })
+      const lost = await store.push(DEVICE_B, [other], {
+        ...bound,
+        nowMs: 10_001,
+      })
+      expect(lost.results[0]?.outcome).toBe('conflict_lost')
+      // A overwrites its own write (it has not seen B's) and pushes after the server's
+      // clock stepped back to 4_000. Accepted at 10_001, not 4_000, it competes at 10_061
+      // and beats its own ancestor's 10_060; at 4_060 the ancestor would win.
+      const successor = a.put('s', 3, first.version.versionVector, {
+        wallMs: year2099 + 1,
+      })
+      const pushed = await store.push(DEVICE_A, [successor], {
+        ...bound,
+        nowMs: 4_000,
+      })
+      expect(pushed.results[0]?.outcome).toBe('conflict_won')
+      const stored = await pullAll(store, DEVICE_C, 0)
+      expect(stored.map((v) => v.version.metadataJson)).toEqual(['{"v":3}'])
+    })
+
     const resolvers: Array<[string, ConflictResolver | undefined]> = [
       ['default rule', undefined],
       [

@@ -325,6 +325,22 @@ export function pushClockOf(
 }
 
 /**
+ * The clock a push resolves with under S13: its acceptance time is never earlier than
+ * the latest one the store has used (`lastAcceptedMs`), so a version is never accepted
+ * "before" one that was there when its device wrote it, even when the server's wall clock
+ * steps back or several server processes' clocks disagree. The store records the result's
+ * `nowMs` as its new latest.
+ */
+export function monotonePushClock(
+  clock: PushClock | undefined,
+  lastAcceptedMs: number,
+): PushClock | undefined {
+  return clock === undefined || clock.nowMs >= lastAcceptedMs
+    ? clock
+    : { ...clock, nowMs: lastAcceptedMs }
+}
+
+/**
  * Decides the effect of a validated push (S2 exactly-once, S3 conflict rule, S4 seqs, S8
  * digests) from the state the backend read inside its push transaction. Pure: the backend
  * writes the plan in the same transaction, or nothing.

@@ -231,7 +231,10 @@ export interface GarbageCollectionResult {
  *    row's effective time; absent for rows stored without one, which then compete with
  *    their HLC) and stores the resolution's `storedEffectiveMs` with the new row. A version
  *    whose HLC says 2099 thus competes at its acceptance time plus the bound, for as long
- *    as it is stored; equal effective times fall back to the HLC as sent. Without
+ *    as it is stored; equal effective times fall back to the HLC as sent. Acceptance
+ *    times never go back: `nowMs` is raised to the latest one the store used before
+ *    (`monotonePushClock`), so a successor never competes earlier than its ancestor
+ *    when a server clock steps back or several servers' clocks disagree. Without
  *    `maxClockLeadMs`, rows are stored without an effective time.
  *
  * All methods are async so that a networked backend can implement the same port.
