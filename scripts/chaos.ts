@@ -44,6 +44,13 @@ if (only !== undefined && scenarios.length !== only.length) {
   process.exit(2)
 }
 
+if (runs === 0 && (processRuns === 0 || only !== undefined)) {
+  process.stderr.write(
+    'nothing to run: CHAOS_RUNS=0 runs only the process-level scenarios, which need CHAOS_PROCESS_RUNS > 0 and no CHAOS_SCENARIOS\n',
+  )
+  process.exit(2)
+}
+
 const reports: ScenarioReport[] = []
 const started = performance.now()
 for (const scenario of runs === 0 ? [] : scenarios) {

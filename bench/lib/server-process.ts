@@ -39,6 +39,7 @@ const CHILD = fileURLToPath(new URL('./sync-server-child.ts', import.meta.url))
 export class ServerProcess {
   readonly #child: ChildProcess
   readonly #pending = new Map<number, (reply: ServerChildReply) => void>()
+  readonly #exited: Promise<void>
   #nextId = 1
 
   private constructor(child: ChildProcess) {
@@ -46,6 +47,18 @@ export class ServerProcess {
     child.on('message', (reply: ServerChildReply) => {
       this.#pending.get(reply.id)?.(reply)
       this.#pending.delete(reply.id)
+    })
+    this.#exited = new Promise((done) => {
+      child.once('exit', (code) => {
+        // A crashed child answers nothing more: fail what waits instead of hanging.
+        for (const answer of this.#pending.values())
+          answer({
+            id: 0,
+            error: `the bench server process exited (code ${code})`,
+          })
+        this.#pending.clear()
+        done()
+      })
     })
   }
 
@@ -84,14 +97,17 @@ export class ServerProcess {
 
   /** Ends the child (close its server first). */
   async exit(): Promise<void> {
-    const exited = new Promise((done) => this.#child.once('exit', done))
-    this.#child.disconnect()
-    await exited
+    if (this.#child.connected) this.#child.disconnect()
+    await this.#exited
   }
 
   async #ask(request: Ask): Promise<ServerChildReply> {
     const id = this.#nextId++
     const reply = await new Promise<ServerChildReply>((done) => {
+      if (!this.#child.connected) {
+        done({ id, error: 'the bench server process is gone' })
+        return
+      }
       this.#pending.set(id, done)
       this.#child.send({ ...request, id })
     })

@@ -404,26 +404,39 @@ export function oracleDigests(
  * a document) takes the acceptance time of the write that superseded it: that is when
  * the server learned of its content's successor, and it keeps the oracle's ranking in
  * causal order (a successor never competes earlier than its ancestor). A write with no
- * received successor (a withdrawn create-then-delete) is absent: it competes with its HLC.
+ * received successor in its life (a withdrawn create-then-delete) is absent: it competes
+ * with its HLC.
  */
 function acceptanceTimes(history: ChaosHistory): Map<ChaosWrite, number> {
-  const firstAccepted = new Map<string, number>()
+  // Every op the server committed, with its first known acceptance time (if any).
+  const received = new Map<string, number | undefined>()
   for (const op of history.serverOps) {
     const key = `${op.replica}#${op.lsn}`
-    if (op.acceptedAtMs !== undefined && !firstAccepted.has(key))
-      firstAccepted.set(key, op.acceptedAtMs)
+    if (received.get(key) === undefined) received.set(key, op.acceptedAtMs)
   }
   const times = new Map<ChaosWrite, number>()
   // Walk each replica's writes of a document newest first, carrying the acceptance time
-  // of the newest received one down to the unsent writes before it.
+  // of the newest received one down to the unsent writes before it, within one life.
   const successorAcceptedAt = new Map<string, number>()
   for (let i = history.writes.length - 1; i >= 0; i--) {
     const write = history.writes[i] as ChaosWrite
     const document = `${write.replica}#${keyOf(write.collection, write.version.id)}`
-    const own = firstAccepted.get(`${write.replica}#${write.lsn}`)
-    if (own !== undefined) successorAcceptedAt.set(document, own)
-    const time = own ?? successorAcceptedAt.get(document)
-    if (time !== undefined) times.set(write, time)
+    const key = `${write.replica}#${write.lsn}`
+    if (received.has(key)) {
+      const own = received.get(key)
+      if (own === undefined) successorAcceptedAt.delete(document)
+      else {
+        successorAcceptedAt.set(document, own)
+        times.set(write, own)
+      }
+    } else {
+      const inherited = successorAcceptedAt.get(document)
+      if (inherited !== undefined) times.set(write, inherited)
+    }
+    // A replica's first write of a document (its counter 1) starts a life: after a purge
+    // the next life starts at 1 again, and nothing carries across.
+    if (counterOf(write.version.versionVector, write.replica) === 1)
+      successorAcceptedAt.delete(document)
   }
   return times
 }
