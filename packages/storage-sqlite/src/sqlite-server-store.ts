@@ -459,27 +459,16 @@ export class SqliteServerStore implements ServerStore {
             const last = versions.at(-1)?.seq ?? cursor
             // The page also takes the echoes that follow it, up to the next row to send,
             // so that a device whose only remaining changes are its own hears hasMore false.
-            const next = s.selectNextSent.pluck().get({
+            const { next, end, echoes } = s.selectPullTail.get({
               after: last,
+              cursor,
               replica: echoOf,
-            }) as number | undefined
-            const end =
-              ((next === undefined
-                ? s.selectLastSeq.pluck().get()
-                : s.selectLastSeqBefore.pluck().get(next)) as number | null) ??
-              last
+            }) as { next: number | null; end: number | null; echoes: number }
             return {
               versions,
-              cursor: Math.max(last, end),
-              hasMore: next !== undefined,
-              skippedEchoes:
-                echoOf === null
-                  ? 0
-                  : (s.countEchoes.pluck().get({
-                      cursor,
-                      end,
-                      replica: echoOf,
-                    }) as number),
+              cursor: Math.max(last, end ?? last),
+              hasMore: next !== null,
+              skippedEchoes: echoes,
             }
           })
           .deferred(),
@@ -945,18 +934,20 @@ function prepareStatements(db: Database.Database) {
        WHERE seq > @cursor AND (@replica IS NULL OR unchanged_from IS NOT @replica)
        ORDER BY seq LIMIT @limit`,
     ),
-    selectNextSent: db.prepare(
-      `SELECT seq FROM vs_documents
-       WHERE seq > @after AND (@replica IS NULL OR unchanged_from IS NOT @replica)
-       ORDER BY seq LIMIT 1`,
-    ),
-    selectLastSeq: db.prepare('SELECT max(seq) FROM vs_documents'),
-    selectLastSeqBefore: db.prepare(
-      'SELECT max(seq) FROM vs_documents WHERE seq < ?',
-    ),
-    countEchoes: db.prepare(
-      `SELECT count(*) FROM vs_documents
-       WHERE seq > @cursor AND seq <= @end AND unchanged_from = @replica`,
+    // After a page ending at @after: the next row to send, the last seq before it (all
+    // echoes in between) and the echoes skipped since @cursor.
+    selectPullTail: db.prepare(
+      `WITH next AS (
+         SELECT seq FROM vs_documents
+         WHERE seq > @after AND (@replica IS NULL OR unchanged_from IS NOT @replica)
+         ORDER BY seq LIMIT 1
+       )
+       SELECT (SELECT seq FROM next) AS next,
+              (SELECT max(seq) FROM vs_documents
+               WHERE seq < coalesce((SELECT seq FROM next), 9223372036854775807)) AS "end",
+              (SELECT count(*) FROM vs_documents
+               WHERE seq > @cursor AND unchanged_from = @replica
+                 AND seq < coalesce((SELECT seq FROM next), 9223372036854775807)) AS echoes`,
     ),
     selectReplica: db.prepare(
       'SELECT applied_lsn FROM vs_replicas WHERE replica_id = ?',
