@@ -61,9 +61,11 @@ export function canonicalMetadata(
   }
   // Validate first; most metadata already has its keys in order (or one key per object),
   // and then JSON.stringify's output is canonical and ~4x faster than writing it by hand.
-  const copy = checkJson(metadata, what, 0)
-    ? undefined
-    : (sortedCopy(metadata) as JsonObject)
+  // The scan builds no paths; only invalid input pays for checkJson's error message.
+  const scan = scanJson(metadata, 0)
+  if (scan === INVALID) checkJson(metadata, what, 0)
+  const copy =
+    scan === SORTED ? undefined : (sortedCopy(metadata) as JsonObject)
   const json = JSON.stringify(copy ?? metadata)
   if (json.length > MAX_METADATA_LENGTH) {
     throw invalidArgument(
@@ -72,6 +74,83 @@ export function canonicalMetadata(
   }
   return { json, copy }
 }
+
+/**
+ * Whether `text` is canonical metadata JSON, given `parsed = JSON.parse(text)`: a decoder's
+ * check of received metadata without re-serializing it by hand. JSON.parse can only yield
+ * JSON values, so what is left to check is nesting, key order and the exact text.
+ *
+ * @returns `true` when it is; `false` when that is not shown, and the caller then asks
+ *   {@link canonicalMetadataJson} for the verdict (and the reason).
+ */
+export function isCanonicalMetadataText(
+  parsed: unknown,
+  text: string,
+): boolean {
+  return (
+    text.length <= MAX_METADATA_LENGTH &&
+    isPlainObject(parsed) &&
+    scanJson(parsed, 0) === SORTED &&
+    JSON.stringify(parsed) === text
+  )
+}
+
+const SORTED = 0
+const UNSORTED = 1
+const INVALID = 2
+
+/**
+ * {@link checkJson}'s verdict without its error message (no path strings on the hot path):
+ * SORTED, UNSORTED (valid, some object's keys out of order) or INVALID.
+ */
+function scanJson(value: unknown, depth: number): number {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return SORTED
+    case 'number':
+      return Number.isFinite(value) ? SORTED : INVALID
+    case 'object': {
+      if (value === null) return SORTED
+      if (depth >= MAX_METADATA_DEPTH) return INVALID
+      let verdict = SORTED
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          if (!(i in value)) return INVALID
+          const item = scanJson(value[i], depth + 1)
+          if (item === INVALID) return INVALID
+          verdict |= item
+        }
+        return verdict
+      }
+      if (!isPlainObject(value)) return INVALID
+      // The engine lists array-index keys first, in numeric order, whatever the insertion
+      // order: only the other keys' order is the input's own.
+      let previous: string | undefined
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue
+        if (!isArrayIndex(key)) {
+          if (previous !== undefined && key < previous) verdict = UNSORTED
+          previous = key
+        }
+        const item = scanJson(value[key], depth + 1)
+        if (item === INVALID) return INVALID
+        verdict |= item
+      }
+      return verdict
+    }
+    default:
+      return INVALID
+  }
+}
+
+/** Whether JavaScript treats `key` as an array index (listed first, in numeric order). */
+function isArrayIndex(key: string): boolean {
+  const first = key.charCodeAt(0)
+  if (first < 48 || first > 57 || key.length > 10) return false
+  return ARRAY_INDEX.test(key) && Number(key) < 4_294_967_295
+}
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/
 
 /**
  * Throws unless `value` is representable as JSON without loss.

@@ -4,7 +4,11 @@ import { VeloSyncError, invalidArgument } from '../errors.js'
 import type { CollectionSchema } from '../model/collection.js'
 import type { DocumentVersion } from '../model/document-version.js'
 import { assertDocumentId, replicaIdOf } from '../model/ids.js'
-import { canonicalMetadataJson, type JsonObject } from '../model/metadata.js'
+import {
+  canonicalMetadataJson,
+  isCanonicalMetadataText,
+  type JsonObject,
+} from '../model/metadata.js'
 import { counterOf } from '../model/version-vector.js'
 import { markValidated } from '../model/validated-version.js'
 import {
@@ -421,7 +425,10 @@ function checkCanonicalMetadata(text: string, where: string): JsonObject {
   } catch {
     throw invalidArgument(`${where}: not valid JSON`)
   }
-  if (canonicalMetadataJson(parsed) !== text) {
+  if (
+    !isCanonicalMetadataText(parsed, text) &&
+    canonicalMetadataJson(parsed) !== text
+  ) {
     throw invalidArgument(
       `${where}: not in canonical form (no whitespace, sorted keys); send canonicalMetadataJson(metadata)`,
     )
