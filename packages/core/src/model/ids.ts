@@ -29,7 +29,17 @@ export function assertDocumentId(id: unknown): asserts id is string {
   if (id.includes('\u0000')) {
     throw invalidArgument('document id must not contain NUL characters')
   }
+  // SQLite stores text as UTF-8, where a lone surrogate becomes U+FFFD: two such ids
+  // would share one row.
+  if (LONE_SURROGATE.test(id)) {
+    throw invalidArgument(
+      'document id must be well-formed Unicode (it has a lone surrogate)',
+    )
+  }
 }
+
+const LONE_SURROGATE =
+  /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
 /** Throws `invalid_argument` unless `name` matches `[A-Za-z][A-Za-z0-9_-]{0,62}`. */
 export function assertCollectionName(name: unknown): asserts name is string {
