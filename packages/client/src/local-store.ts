@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import Database from 'better-sqlite3'
 import {
+  RowBatch,
   CollectionDigest,
   EMPTY_COLLECTION_DIGEST,
   ExactVectorIndex,
@@ -50,7 +51,6 @@ import {
   type DocumentRow,
 } from './document-row.js'
 import { Outbox, type OutboxBatch } from './outbox.js'
-import { RowBatch } from './row-batch.js'
 import { migrate } from './schema.js'
 import { nodeSha256 } from './sha256.js'
 

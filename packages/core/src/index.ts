@@ -125,6 +125,11 @@ export {
 } from './vector/vector-matrix.js'
 export { topK } from './vector/top-k.js'
 export {
+  RowBatch,
+  type RowBatchDatabase,
+  type RowBatchStatement,
+} from './sqlite/row-batch.js'
+export {
   compareByDefaultRule,
   resolveIncoming,
   type ClockBound,

@@ -19,6 +19,7 @@ import {
   invalidArgument,
   isVeloSyncError,
   normalizeCollectionSchema,
+  RowBatch,
   planPush,
   preparePush,
   monotonePushClock,
@@ -35,6 +36,7 @@ import {
   type DocumentVersion,
   type GarbageCollectionOptions,
   type GarbageCollectionResult,
+  type PreparedOp,
   type PullOptions,
   type PullResult,
   type PushOp,
@@ -237,11 +239,26 @@ export class SqliteServerStore implements ServerStore {
   readonly #byId = new Map<number, CollectionEntry>()
   #closed = false
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined
+  /** A push's document rows and op hashes, written 128 rows per statement. */
+  readonly #documentRows: RowBatch
+  readonly #opHashRows: RowBatch
 
   private constructor(db: Database.Database, wallClock: () => number) {
     this.#db = db
     this.#wallClock = wallClock
     this.#statements = prepareStatements(db)
+    this.#documentRows = new RowBatch(
+      db,
+      `INSERT INTO vs_documents (seq, collection_id, id, ${versionColumns()}, hash,
+         unchanged_from, updated_at_ms, effective_wall_ms)`,
+      14,
+      UPSERT_DOCUMENT_TAIL,
+    )
+    this.#opHashRows = new RowBatch(
+      db,
+      'INSERT INTO vs_replica_ops (replica_id, lsn, op_hash)',
+      3,
+    )
     this.#loadCollections()
   }
 
@@ -386,6 +403,7 @@ export class SqliteServerStore implements ServerStore {
               clock,
               this.#meta('accepted_ms'),
             )
+            const stored = this.#storedDocuments(prepared)
             const plan = planPush(
               replicaId,
               prepared,
@@ -393,7 +411,7 @@ export class SqliteServerStore implements ServerStore {
                 appliedLsn: this.#appliedLsn(replicaId),
                 head: this.#meta('head'),
                 storedDocument: (collection, id) =>
-                  this.#storedDocument(collection, id),
+                  stored.get(collection)?.get(id),
                 recordedOpHash: (lsn) =>
                   s.selectOpHash.pluck().get(replicaId, lsn) as
                     Uint8Array | undefined,
@@ -732,21 +750,35 @@ export class SqliteServerStore implements ServerStore {
     return row?.applied_lsn ?? 0
   }
 
-  #storedDocument(
-    collection: CollectionEntry,
-    id: string,
-  ): StoredDocument | undefined {
-    const row = this.#statements.selectDocument.get(
-      collection.collectionId,
-      id,
-    ) as DocumentRow | undefined
-    return row === undefined
-      ? undefined
-      : {
-          version: versionFromRow(collection.schema, id, row),
+  /**
+   * The stored documents a push touches, by collection and id: one query per collection
+   * (ids passed as a JSON array) instead of one per op.
+   */
+  #storedDocuments(
+    ops: readonly PreparedOp<CollectionEntry>[],
+  ): Map<CollectionEntry, Map<string, StoredDocument>> {
+    const ids = new Map<CollectionEntry, string[]>()
+    for (const { collection, version } of ops) {
+      let list = ids.get(collection)
+      if (list === undefined) ids.set(collection, (list = []))
+      list.push(version.id)
+    }
+    const stored = new Map<CollectionEntry, Map<string, StoredDocument>>()
+    for (const [collection, list] of ids) {
+      const documents = new Map<string, StoredDocument>()
+      for (const row of this.#statements.selectDocuments.all(
+        collection.collectionId,
+        JSON.stringify(list),
+      ) as Array<DocumentRow & { id: string }>) {
+        documents.set(row.id, {
+          version: versionFromRow(collection.schema, row.id, row),
           hash: row.hash,
           effectiveMs: row.effective_wall_ms,
-        }
+        })
+      }
+      stored.set(collection, documents)
+    }
+    return stored
   }
 
   /** Writes a planned push, inside its transaction (see `ServerStore` S1–S4). */
@@ -757,14 +789,18 @@ export class SqliteServerStore implements ServerStore {
     nowMs: number,
   ): void {
     const s = this.#statements
+    // Queued rows of a push that threw midway were rolled back with it.
+    this.#opHashRows.clear()
+    this.#documentRows.clear()
     for (const { lsn, opHash } of plan.opHashes) {
-      s.insertOpHash.run(replicaId, lsn, opHash)
+      this.#opHashRows.add(replicaId, lsn, opHash)
     }
+    this.#opHashRows.flush()
     for (const write of plan.writes) {
       const { collectionId } = write.collection
       // The document moves to its new seq (seq is the rowid): the row is re-filed in
       // change-log order.
-      s.upsertDocument.run(
+      this.#documentRows.add(
         write.seq,
         collectionId,
         write.version.id,
@@ -785,6 +821,7 @@ export class SqliteServerStore implements ServerStore {
         )
       }
     }
+    this.#documentRows.flush()
     s.upsertPushedReplica.run(
       replicaId,
       replica.deviceId,
@@ -908,23 +945,9 @@ function prepareStatements(db: Database.Database) {
     updateDigest: db.prepare(
       'UPDATE vs_collections SET digest = ? WHERE collection_id = ?',
     ),
-    selectDocument: db.prepare(
-      `SELECT seq, hash, effective_wall_ms, ${versionColumns()} FROM vs_documents WHERE collection_id = ? AND id = ?`,
-    ),
-    // The document moves to its new seq: seq is the rowid, so this re-files the row in
-    // change-log order.
-    upsertDocument: db.prepare(
-      `INSERT INTO vs_documents
-         (seq, collection_id, id, ${versionColumns()}, hash, unchanged_from, updated_at_ms,
-          effective_wall_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (collection_id, id) DO UPDATE SET
-         seq = excluded.seq, deleted = excluded.deleted, vector = excluded.vector,
-         metadata = excluded.metadata, version_vector = excluded.version_vector,
-         hlc_wall = excluded.hlc_wall, hlc_counter = excluded.hlc_counter,
-         origin = excluded.origin, hash = excluded.hash,
-         unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
-         effective_wall_ms = excluded.effective_wall_ms`,
+    selectDocuments: db.prepare(
+      `SELECT id, seq, hash, effective_wall_ms, ${versionColumns()} FROM vs_documents
+       WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))`,
     ),
     // Rows after the cursor except the replica's echoes (every row when replica is NULL;
     // `IS NOT` keeps rows whose unchanged_from is NULL).
@@ -979,9 +1002,6 @@ function prepareStatements(db: Database.Database) {
     ),
     pruneOpHashes: db.prepare(
       'DELETE FROM vs_replica_ops WHERE replica_id = ? AND lsn < ?',
-    ),
-    insertOpHash: db.prepare(
-      'INSERT INTO vs_replica_ops (replica_id, lsn, op_hash) VALUES (?, ?, ?)',
     ),
     insertConflict: db.prepare(
       `INSERT INTO vs_conflicts
@@ -1076,6 +1096,18 @@ function settle<T>(work: () => T): Promise<T> {
 }
 
 /** The parameters for {@link versionColumns}, in the same order. */
+/**
+ * Upserts a pushed document: it moves to its new seq (seq is the rowid), so the row is
+ * re-filed in change-log order.
+ */
+const UPSERT_DOCUMENT_TAIL = `ON CONFLICT (collection_id, id) DO UPDATE SET
+  seq = excluded.seq, deleted = excluded.deleted, vector = excluded.vector,
+  metadata = excluded.metadata, version_vector = excluded.version_vector,
+  hlc_wall = excluded.hlc_wall, hlc_counter = excluded.hlc_counter,
+  origin = excluded.origin, hash = excluded.hash,
+  unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
+  effective_wall_ms = excluded.effective_wall_ms`
+
 function versionParams(
   version: DocumentVersion,
 ): [number, Uint8Array | null, string | null, string, number, number, string] {
