@@ -207,8 +207,10 @@ export {
   decodeSyncRequest,
   decodeSyncResponse,
   encodeMessage,
+  encodePushAhead,
   negotiate,
   type DecodeSyncRequestOptions,
+  type EncodedPush,
   type Message,
   type WireFormat,
 } from './protocol/codec.js'

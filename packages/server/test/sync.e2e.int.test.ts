@@ -283,6 +283,38 @@ describe('sync over HTTP', () => {
     expect(b.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('each batch read ahead is encoded ahead, and the request that pushes it sends those bytes', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    const http = a.transport as HttpTransport
+    const encodedAhead: unknown[] = []
+    let spliced = 0
+    const spy: SyncTransport = {
+      encodeAhead(push) {
+        encodedAhead.push(push)
+        http.encodeAhead(push)
+      },
+      sync(request, options) {
+        if (encodedAhead.includes(request.push)) spliced++
+        return http.sync(request, options)
+      },
+      ack: (request, options) => http.ack(request, options),
+    }
+    const client = new SyncClient(a.store, { transport: spy, maxOpsPerPush: 7 })
+    a.store.putMany(
+      'notes',
+      Array.from({ length: 20 }, (_, i) => ({ id: `e${i}`, vector: vec(i) })),
+    )
+    expect((await client.sync()).pushed).toBe(20)
+    // Batches 2 and 3 were read (and encoded) while the one before was at the server.
+    expect(encodedAhead).toHaveLength(2)
+    expect(spliced).toBe(2)
+    await b.sync.sync()
+    expect(b.store.count('notes')).toBe(20)
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('a local apply that fails after its confirm ran leaves nothing taken, and the next round pushes', async () => {
     const a = await device('alpha')
     a.store.putMany(

@@ -8,10 +8,13 @@ import {
   decodeSyncResponse,
   describe,
   encodeMessage,
+  encodePushAhead,
   errorCodeFromWire,
   invalidArgument,
   verifyContentDigest,
   type AckRequest,
+  type EncodedPush,
+  type PushOp,
   type SyncRequest,
   type SyncResponse,
   type WireFormat,
@@ -87,6 +90,8 @@ export class HttpTransport implements SyncTransport {
   readonly #agent = new Agent({ keepAliveTimeout: 30_000 })
   /** The live stream holds its connection for as long as it runs: not one of the sync pool's. */
   readonly #liveAgent = new Agent()
+  /** The ops {@link encodeAhead} encoded last, until a request sends them. */
+  #ahead: EncodedPush | undefined
 
   constructor(options: HttpTransportOptions) {
     let base: URL
@@ -138,12 +143,22 @@ export class HttpTransport implements SyncTransport {
     request: SyncRequest,
     options: { readonly signal?: AbortSignal } = {},
   ): Promise<SyncResponse> {
+    const ahead = this.#ahead
+    if (ahead?.push === request.push) this.#ahead = undefined
     const body = await this.#post(
       '/v1/sync',
-      encodeMessage(request, this.#format),
+      encodeMessage(request, this.#format, ahead),
       options.signal,
     )
     return decodeSyncResponse(body, this.#format)
+  }
+
+  /**
+   * Encodes `push` for the next {@link sync} that carries it (MessagePack only: its bytes
+   * can be spliced into a request; JSON requests are encoded whole).
+   */
+  encodeAhead(push: readonly PushOp[]): void {
+    if (this.#format === 'msgpack') this.#ahead = encodePushAhead(push)
   }
 
   async ack(

@@ -27,6 +27,7 @@ import {
   invalidArgument,
   isVeloSyncError,
   type DocumentVersion,
+  type PushOp,
   type PushOutcome,
   type SyncRequest,
   type SyncResponse,
@@ -500,12 +501,7 @@ export class SyncClient {
         protocol: PROTOCOL_VERSION,
         epoch: store.epoch,
         collections: collectionsOf(store, batch),
-        push:
-          batch?.ops.map(({ lsn, collection, version }) => ({
-            lsn,
-            collection,
-            version,
-          })) ?? [],
+        push: batch === undefined ? [] : pushOf(batch),
         cursor,
         pullLimit: this.#pullLimit,
         // Rebuilding: the pull must include this device's own versions too.
@@ -545,6 +541,9 @@ export class SyncClient {
               maxOps: this.#maxOpsPerPush,
               after: batch,
             })
+            // And encode it: the one request in flight leaves the CPU idle meanwhile.
+            if (prepared !== undefined)
+              this.#transport.encodeAhead?.(pushOf(prepared))
           }
           response = await answer
         } catch (error) {
@@ -722,6 +721,21 @@ function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
       resolve()
     }
   })
+}
+
+/** The push of a batch's request: one array per batch, so that encodeAhead can match it. */
+const pushes = new WeakMap<OutboxBatch, PushOp[]>()
+function pushOf(batch: OutboxBatch): PushOp[] {
+  let push = pushes.get(batch)
+  if (push === undefined) {
+    push = batch.ops.map(({ lsn, collection, version }) => ({
+      lsn,
+      collection,
+      version,
+    }))
+    pushes.set(batch, push)
+  }
+  return push
 }
 
 /** Specs of the collections a batch names (the server creates unknown ones). */

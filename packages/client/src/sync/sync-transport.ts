@@ -1,4 +1,4 @@
-import type { SyncRequest, SyncResponse } from '@velosync/core'
+import type { PushOp, SyncRequest, SyncResponse } from '@velosync/core'
 
 /**
  * How a {@link SyncClient} reaches a server. {@link HttpTransport} speaks HTTP; tests may
@@ -15,6 +15,12 @@ export interface SyncTransport {
     request: SyncRequest,
     options?: { readonly signal?: AbortSignal },
   ): Promise<SyncResponse>
+  /**
+   * Optional: encodes `push` now, typically while the previous request is at the server.
+   * A later `sync` whose request carries this very array may send these bytes instead of
+   * encoding it then. Only a hint: `sync` must work without it.
+   */
+  encodeAhead?(push: readonly PushOp[]): void
   ack(
     request: { readonly epoch: string; readonly cursor: number },
     options?: { readonly signal?: AbortSignal },

@@ -12,6 +12,7 @@ import {
   decodeSyncRequest,
   decodeSyncResponse,
   encodeMessage,
+  encodePushAhead,
   negotiate,
   type WireFormat,
 } from './codec.js'
@@ -151,6 +152,37 @@ describe.each(FORMATS)('codec (%s)', (format) => {
         deviceId: 'dev2',
       }),
     ).toThrow(/no entry for the pushing replica dev2\./)
+  })
+
+  it('reads a request whose push was encoded ahead exactly as one encoded at once', () => {
+    const message = request({ cursor: 17, lastLsn: 9, fullResync: true })
+    const ahead = encodePushAhead(message.push)
+    const whole = decodeSyncRequest(encodeMessage(message, format), format, {
+      deviceId: 'dev1',
+    })
+    const spliced = encodeMessage(message, format, ahead)
+    expect(decodeSyncRequest(spliced, format, { deviceId: 'dev1' })).toEqual(
+      whole,
+    )
+    if (format === 'msgpack') {
+      // Same entries, so the same size; the bytes differ only in order.
+      expect(spliced.length).toBe(encodeMessage(message, format).length)
+    }
+    // Bytes encoded for other ops (even equal ones) are not used.
+    const other = encodePushAhead([])
+    expect(
+      decodeSyncRequest(encodeMessage(message, format, other), format, {
+        deviceId: 'dev1',
+      }).push,
+    ).toHaveLength(3)
+    const empty = request({ push: [] })
+    expect(
+      decodeSyncRequest(
+        encodeMessage(empty, format, encodePushAhead(empty.push)),
+        format,
+        { deviceId: 'dev1' },
+      ),
+    ).toEqual({ ...empty, fullResync: false })
   })
 
   it('fills in the default pullLimit', () => {

@@ -163,17 +163,71 @@ function formatOfMediaType(mediaType: string): WireFormat | undefined {
 export function encodeMessage(
   message: Message,
   format: WireFormat,
+  ahead?: EncodedPush,
 ): Uint8Array {
   const vector =
     format === 'json'
       ? (v: StoredVector) => encodeBase64(vectorToBytes(v))
       : (v: StoredVector) => vectorToBytes(v)
   let wire: unknown = message
-  if ('push' in message) wire = syncRequestToWire(message, vector)
-  else if ('results' in message) wire = syncResponseToWire(message, vector)
+  if ('push' in message) {
+    if (format === 'msgpack' && ahead?.push === message.push)
+      return withEncodedPush(packr.pack(syncRequestEnvelope(message)), ahead)
+    wire = syncRequestToWire(message, vector)
+  } else if ('results' in message) wire = syncResponseToWire(message, vector)
   else if ('conflicts' in message) wire = conflictsToWire(message, vector)
   if (format === 'json') return utf8Encoder.encode(JSON.stringify(wire))
   return packr.pack(wire)
+}
+
+/** A sync request's pushed ops in MessagePack, encoded before the rest of the request. */
+export interface EncodedPush {
+  /** The ops, by identity: only a request carrying this very array uses the bytes. */
+  readonly push: readonly PushOp[]
+  readonly bytes: Uint8Array
+}
+
+/**
+ * Encodes the `push` of a binary sync request ahead of time, e.g. while the previous
+ * request is at the server; {@link encodeMessage} then only encodes the few other fields
+ * (the cursor is not known before the previous answer) and splices these bytes in.
+ */
+export function encodePushAhead(push: readonly PushOp[]): EncodedPush {
+  return { push, bytes: packr.pack(pushToWire(push, vectorToBytes)) }
+}
+
+const PUSH_KEY = packr.pack('push')
+
+/**
+ * A request map encoded without `push`, with `ahead`'s ops added as its last entry.
+ * MessagePack is concatenative (a map is its entry count, then keys and values), so the
+ * entry is appended and the count raised by one.
+ */
+function withEncodedPush(map: Uint8Array, ahead: EncodedPush): Uint8Array {
+  let count: number
+  let entries: Uint8Array
+  if (map[0] === 0xde) {
+    count = ((map[1] as number) << 8) | (map[2] as number)
+    entries = map.subarray(3)
+  } else if (((map[0] as number) & 0xf0) === 0x80) {
+    count = (map[0] as number) & 0x0f
+    entries = map.subarray(1)
+  } else {
+    throw new VeloSyncError(
+      'internal',
+      'msgpackr wrote a map with an unexpected header',
+    )
+  }
+  const out = new Uint8Array(
+    3 + entries.length + PUSH_KEY.length + ahead.bytes.length,
+  )
+  out[0] = 0xde // map16
+  out[1] = (count + 1) >> 8
+  out[2] = (count + 1) & 0xff
+  out.set(entries, 3)
+  out.set(PUSH_KEY, 3 + entries.length)
+  out.set(ahead.bytes, 3 + entries.length + PUSH_KEY.length)
+  return out
 }
 
 type VectorOut = (vector: StoredVector) => string | Uint8Array
@@ -217,13 +271,24 @@ function specOf(schema: CollectionSchema) {
 
 function syncRequestToWire(message: SyncRequest, vector: VectorOut) {
   return {
+    ...syncRequestEnvelope(message),
+    push: pushToWire(message.push, vector),
+  }
+}
+
+function pushToWire(push: readonly PushOp[], vector: VectorOut) {
+  return push.map((op) => ({
+    ...versionFields(op.collection, op.version, vector),
+    lsn: op.lsn,
+  }))
+}
+
+/** Every field of a sync request but `push`. */
+function syncRequestEnvelope(message: SyncRequest) {
+  return {
     protocol: message.protocol,
     epoch: message.epoch,
     collections: message.collections.map(specOf),
-    push: message.push.map((op) => ({
-      ...versionFields(op.collection, op.version, vector),
-      lsn: op.lsn,
-    })),
     cursor: message.cursor,
     pullLimit: message.pullLimit,
     // Left out when false, its default: the common request stays as small as before.
