@@ -10,11 +10,11 @@
  * - idle-pull  the pushing device syncs again right after its push, with nothing new: the
  *              bytes of that whole round (one sync exchange + the ack).
  *
- * Bytes are counted on the wire: every connection goes through a byte-counting TCP proxy
- * on 127.0.0.1, so request and status lines, headers and bodies in both directions all
- * count. rawBytesPerDoc is what the documents themselves hold: vector bytes (float32) +
- * metadata JSON (with the text) + id. By default (`--server child`) the server and its
- * proxy run in one long-lived child process, as a deployment has it: device and server
+ * Bytes are counted on the wire: the server's sockets count what they read and write, so
+ * request and status lines, headers and bodies in both directions all count (nothing sits
+ * in between). rawBytesPerDoc is what the documents themselves hold: vector bytes
+ * (float32) + metadata JSON (with the text) + id. By default (`--server child`) the server
+ * runs in one long-lived child process, as a deployment has it: device and server
  * each have a core, and the server is warm after the warm-up run (each run still gets a
  * new, empty store). `--server in-process` puts both ends in this process (one event
  * loop), so docs/s then measures the work of both ends done one after the other.

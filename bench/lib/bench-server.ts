@@ -1,9 +1,10 @@
-import { createServer, type IncomingMessage } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createAdaptorServer } from '@hono/node-server'
 import { join } from 'node:path'
 import { createSyncServer } from '@velosync/server'
 import { SqliteServerStore } from '@velosync/storage-sqlite'
 import Database from 'better-sqlite3'
-import { ByteCountingProxy, listen } from './byte-counting-proxy.js'
+import { SocketByteCounter, listen } from './socket-byte-counter.js'
 import { float64Blob, type NaiveDocument } from './naive.js'
 
 /** What a benchmark server runs. */
@@ -17,21 +18,21 @@ export type BenchServerConfig =
     }
   | { readonly mode: 'naive'; readonly dir: string; readonly batch: number }
 
-/** A benchmark server behind a byte-counting proxy; `url` is the proxy's. */
+/** A benchmark server whose sockets count the bytes they carry. */
 export interface BenchServer {
   readonly url: string
-  /** Bytes the proxy forwarded since the last reset; `reset` starts counting again. */
+  /** Bytes on the server's sockets since the last reset; `reset` starts counting again. */
   bytes(reset?: boolean): Promise<number>
   /** The server's digest of a collection (VeloSync mode only). */
   digest(collection: string): Promise<string | undefined>
   close(): Promise<void>
 }
 
-/** Starts a VeloSync sync server (or the original prototype's) and its proxy in this process. */
+/** Starts a VeloSync sync server (or the original prototype's) in this process. */
 export async function startBenchServer(
   config: BenchServerConfig,
 ): Promise<BenchServer> {
-  let serverPort: number
+  let server: Server
   let closeServer: () => Promise<void>
   let digestOf: (collection: string) => Promise<string | undefined>
   if (config.mode === 'velosync') {
@@ -42,36 +43,39 @@ export async function startBenchServer(
     for (const { deviceId, tokenHash } of config.devices) {
       await store.createDeviceToken(deviceId, tokenHash)
     }
-    const listening = await createSyncServer({
-      store,
-      auth: { mode: 'token' },
-    }).listen({ port: 0, host: '127.0.0.1' })
-    serverPort = listening.port
+    // The sync server's own fetch handler on a Node server made here, so that its sockets
+    // can be counted (SyncServer.listen does the same, without the counter).
+    const sync = createSyncServer({ store, auth: { mode: 'token' } })
+    server = createAdaptorServer({
+      fetch: (request: Request) => sync.fetch(request),
+      overrideGlobalObjects: false,
+    }) as Server
     digestOf = (collection) => store.digest(collection)
     closeServer = async () => {
-      await listening.close()
+      await closeHttpServer(server)
       await store.close()
     }
   } else {
     const naive = startNaiveServer(config.dir, config.batch)
-    serverPort = await listen(naive.server)
+    server = naive.server
     digestOf = () => Promise.resolve(undefined)
     closeServer = naive.close
   }
-  const proxy = await ByteCountingProxy.start(serverPort)
+  const counter = new SocketByteCounter(server)
+  const port = await listen(server)
   return {
-    url: `http://127.0.0.1:${proxy.port}`,
-    bytes: (reset = false) => {
-      const bytes = proxy.bytes
-      if (reset) proxy.bytes = 0
-      return Promise.resolve(bytes)
-    },
+    url: `http://127.0.0.1:${port}`,
+    bytes: (reset = false) => Promise.resolve(counter.bytes(reset)),
     digest: digestOf,
-    close: async () => {
-      await proxy.close()
-      await closeServer()
-    },
+    close: closeServer,
   }
+}
+
+function closeHttpServer(server: Server): Promise<void> {
+  return new Promise<void>((done, fail) => {
+    server.close((error) => (error === undefined ? done() : fail(error)))
+    server.closeAllConnections()
+  })
 }
 
 /**
