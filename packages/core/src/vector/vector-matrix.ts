@@ -440,7 +440,14 @@ export class VectorMatrix {
   #writeRow(at: number, vector: ArrayLike<number>, scale = 1): void {
     const floats = this.#floats
     if (scale === 1) floats.set(vector, at)
-    else {
+    else if (vector instanceof Float32Array) {
+      // A native copy, then scaling in place: the loop reads one array type only, where
+      // reading `vector` would see every caller's (the same result: a float32 value times
+      // the scale is rounded once either way).
+      floats.set(vector, at)
+      for (let i = at, end = at + vector.length; i < end; i++)
+        floats[i] = (floats[i] as number) * scale
+    } else {
       for (let i = 0; i < vector.length; i++)
         floats[at + i] = (vector[i] as number) * scale
     }
