@@ -30,6 +30,8 @@ export class RowBatch {
   readonly #placeholders: string
   readonly #statements = new Map<number, RowBatchStatement>()
   #params: unknown[] = []
+  /** The row count of the one partial-chunk statement kept. */
+  #remainder: number | undefined
 
   /**
    * @param head - `INSERT INTO t (a, b)`; `VALUES (?, ?), …` is appended.
@@ -59,8 +61,14 @@ export class RowBatch {
       statement = this.#db.prepare(
         `${this.#head} VALUES ${values} ${this.#tail}`,
       )
-      // Only full chunks recur; remainders vary and are not worth keeping.
-      if (rows === ROWS_PER_STATEMENT) this.#statements.set(rows, statement)
+      // Full chunks recur, and so does the remainder of batches of one size (1000 rows:
+      // 7 × 128 + 104); other remainders replace it rather than pile up.
+      if (rows !== ROWS_PER_STATEMENT) {
+        if (this.#remainder !== undefined)
+          this.#statements.delete(this.#remainder)
+        this.#remainder = rows
+      }
+      this.#statements.set(rows, statement)
     }
     statement.run(this.#params)
     this.#params = []
