@@ -95,6 +95,172 @@ export function isCanonicalMetadataText(
   )
 }
 
+/**
+ * Whether `text` is canonical metadata JSON, read in one pass without parsing it into
+ * objects: for a receiver that only checks and stores the text (the server). Sound, not
+ * complete: `true` means canonical; `false` means either not canonical or a rare form this
+ * scanner leaves to {@link canonicalMetadataJson} (an escaped key, an escaped lone
+ * surrogate), so the caller then asks that for the verdict.
+ */
+export function scansAsCanonicalMetadata(text: string): boolean {
+  if (text.length > MAX_METADATA_LENGTH || text.charCodeAt(0) !== 0x7b)
+    return false
+  const end = new CanonicalScanner(text).value(0, 0)
+  return end === text.length
+}
+
+/**
+ * The canonical JSON grammar (JSON.stringify's output for sorted keys), one method per
+ * production; each returns the index after what it read, or -1.
+ */
+class CanonicalScanner {
+  readonly #text: string
+
+  constructor(text: string) {
+    this.#text = text
+  }
+
+  value(at: number, depth: number): number {
+    const text = this.#text
+    switch (text.charCodeAt(at)) {
+      case 0x7b: // {
+        return depth >= MAX_METADATA_DEPTH
+          ? -1
+          : this.#object(at + 1, depth + 1)
+      case 0x5b: // [
+        return depth >= MAX_METADATA_DEPTH ? -1 : this.#array(at + 1, depth + 1)
+      case 0x22: // "
+        return this.#string(at + 1, true)
+      case 0x74: // t
+        return text.startsWith('true', at) ? at + 4 : -1
+      case 0x66: // f
+        return text.startsWith('false', at) ? at + 5 : -1
+      case 0x6e: // n
+        return text.startsWith('null', at) ? at + 4 : -1
+      default:
+        return this.#number(at)
+    }
+  }
+
+  #object(at: number, depth: number): number {
+    const text = this.#text
+    if (text.charCodeAt(at) === 0x7d) return at + 1
+    // Array-index keys first in ascending numeric order, then the others ascending by
+    // UTF-16 code unit: JavaScript's property order, which JSON.stringify follows.
+    let previousIndex = -1
+    let previousKey: string | undefined
+    for (;;) {
+      if (text.charCodeAt(at) !== 0x22) return -1
+      // An escaped key would need decoding to be compared: left to the slow path.
+      const keyEnd = this.#string(at + 1, false)
+      if (keyEnd === -1 || text.charCodeAt(keyEnd) !== 0x3a) return -1
+      const key = text.slice(at + 1, keyEnd - 1)
+      if (isArrayIndex(key)) {
+        const index = Number(key)
+        if (previousKey !== undefined || index <= previousIndex) return -1
+        previousIndex = index
+      } else {
+        if (previousKey !== undefined && key <= previousKey) return -1
+        previousKey = key
+      }
+      at = this.value(keyEnd + 1, depth)
+      if (at === -1) return -1
+      const next = text.charCodeAt(at)
+      if (next === 0x7d) return at + 1
+      if (next !== 0x2c) return -1
+      at++
+    }
+  }
+
+  #array(at: number, depth: number): number {
+    const text = this.#text
+    if (text.charCodeAt(at) === 0x5d) return at + 1
+    for (;;) {
+      at = this.value(at, depth)
+      if (at === -1) return -1
+      const next = text.charCodeAt(at)
+      if (next === 0x5d) return at + 1
+      if (next !== 0x2c) return -1
+      at++
+    }
+  }
+
+  /** From after the opening quote to after the closing one; escapes only if allowed. */
+  #string(at: number, escapes: boolean): number {
+    const text = this.#text
+    for (;;) {
+      const c = text.charCodeAt(at)
+      if (c === 0x22) return at + 1
+      if (c < 0x20 || Number.isNaN(c)) return -1
+      if (c === 0x5c) {
+        if (!escapes) return -1
+        at = this.#escape(at + 1)
+        if (at === -1) return -1
+        continue
+      }
+      if (c >= 0xd800 && c <= 0xdfff) {
+        // Only a high surrogate followed by a low one stands as it is.
+        const low = text.charCodeAt(at + 1)
+        if (c > 0xdbff || !(low >= 0xdc00 && low <= 0xdfff)) return -1
+        at += 2
+        continue
+      }
+      at++
+    }
+  }
+
+  /** After a backslash: the escapes JSON.stringify writes, and no other spelling. */
+  #escape(at: number): number {
+    const text = this.#text
+    switch (text.charCodeAt(at)) {
+      case 0x22: // \"
+      case 0x5c: // \\
+      case 0x62: // \b
+      case 0x66: // \f
+      case 0x6e: // \n
+      case 0x72: // \r
+      case 0x74: // \t
+        return at + 1
+      case 0x75: {
+        // \u00xx (lowercase) for a control character without a short form; an escaped
+        // lone surrogate is left to the slow path.
+        const hex = text.slice(at + 1, at + 5)
+        if (!/^00[01][0-9a-f]$/.test(hex)) return -1
+        const code = parseInt(hex, 16)
+        return SHORT_ESCAPES.has(code) ? -1 : at + 5
+      }
+      default:
+        return -1
+    }
+  }
+
+  #number(at: number): number {
+    const text = this.#text
+    let end = at
+    for (;;) {
+      const c = text.charCodeAt(end)
+      // Digits, '-', '+', '.', 'e' and 'E': the characters a JSON number may hold.
+      if (
+        (c >= 0x30 && c <= 0x39) ||
+        c === 0x2d ||
+        c === 0x2b ||
+        c === 0x2e ||
+        c === 0x65 ||
+        c === 0x45
+      )
+        end++
+      else break
+    }
+    if (end === at) return -1
+    const token = text.slice(at, end)
+    // Canonical exactly when it is how JavaScript writes the number it denotes.
+    return String(Number(token)) === token ? end : -1
+  }
+}
+
+/** Control characters JSON.stringify writes as \b, \t, \n, \f, \r. */
+const SHORT_ESCAPES = new Set([0x08, 0x09, 0x0a, 0x0c, 0x0d])
+
 const SORTED = 0
 const UNSORTED = 1
 const INVALID = 2

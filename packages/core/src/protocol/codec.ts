@@ -7,6 +7,7 @@ import { assertDocumentId, replicaIdOf } from '../model/ids.js'
 import {
   canonicalMetadataJson,
   isCanonicalMetadataText,
+  scansAsCanonicalMetadata,
   type JsonObject,
 } from '../model/metadata.js'
 import { counterOf } from '../model/version-vector.js'
@@ -423,6 +424,7 @@ function toDocumentVersion(
   origin: string,
   collections: ReadonlyMap<string, CollectionSchema>,
   where: string,
+  metadataUse: 'parsed' | 'text' = 'parsed',
 ): DocumentVersion {
   const schema = collections.get(wire.collection)
   if (schema === undefined) {
@@ -462,7 +464,9 @@ function toDocumentVersion(
       )
     }
     checkVectorValues(schema, vector, vector, `${where}.vector`)
-    metadata = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
+    // A server stores the text and never needs the object: scanning it is enough.
+    if (metadataUse === 'parsed' || !scansAsCanonicalMetadata(wire.metadata))
+      metadata = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
     metadataJson = wire.metadata
   }
   // Checked in full here, so a store (or the device) need not scan it again.
@@ -544,7 +548,13 @@ export function decodeSyncRequest(
       )
     }
     previousLsn = op.lsn
-    const version = toDocumentVersion(op, origin, collections, `push.${i}`)
+    const version = toDocumentVersion(
+      op,
+      origin,
+      collections,
+      `push.${i}`,
+      'text',
+    )
     // A pushed version is a write of the pushing replica, so its vector counts it. Checked
     // here, before the server creates any declared collection (an error changes nothing).
     if (counterOf(version.versionVector, origin) === 0) {
