@@ -76,26 +76,6 @@ export function canonicalMetadata(
 }
 
 /**
- * Whether `text` is canonical metadata JSON, given `parsed = JSON.parse(text)`: a decoder's
- * check of received metadata without re-serializing it by hand. JSON.parse can only yield
- * JSON values, so what is left to check is nesting, key order and the exact text.
- *
- * @returns `true` when it is; `false` when that is not shown, and the caller then asks
- *   {@link canonicalMetadataJson} for the verdict (and the reason).
- */
-export function isCanonicalMetadataText(
-  parsed: unknown,
-  text: string,
-): boolean {
-  return (
-    text.length <= MAX_METADATA_LENGTH &&
-    isPlainObject(parsed) &&
-    scanJson(parsed, 0) === SORTED &&
-    JSON.stringify(parsed) === text
-  )
-}
-
-/**
  * Whether `text` is canonical metadata JSON, read in one pass without parsing it into
  * objects: for a receiver that only checks and stores the text (the server). Sound, not
  * complete: `true` means canonical; `false` means either not canonical or a rare form this

@@ -6,7 +6,6 @@ import type { DocumentVersion } from '../model/document-version.js'
 import { assertDocumentId, replicaIdOf } from '../model/ids.js'
 import {
   canonicalMetadataJson,
-  isCanonicalMetadataText,
   scansAsCanonicalMetadata,
   type JsonObject,
 } from '../model/metadata.js'
@@ -495,7 +494,7 @@ function checkCanonicalMetadata(text: string, where: string): JsonObject {
     throw invalidArgument(`${where}: not valid JSON`)
   }
   if (
-    !isCanonicalMetadataText(parsed, text) &&
+    !scansAsCanonicalMetadata(text) &&
     canonicalMetadataJson(parsed) !== text
   ) {
     throw invalidArgument(
