@@ -63,6 +63,17 @@ describe('canonicalMetadataJson', () => {
     }
   })
 
+  it('rejects objects and arrays that carry a toJSON method, enumerable or not', () => {
+    const hidden = { a: 1 }
+    Object.defineProperty(hidden, 'toJSON', { value: () => 1 })
+    const list = Object.assign([1, 2], { toJSON: () => ({ b: 1, a: 2 }) })
+    for (const input of [hidden, { x: list }, { '9': 1, x: hidden }]) {
+      expect(() => canonicalMetadataJson(input)).toThrow(/toJSON/)
+    }
+    // Data named toJSON is just data.
+    expect(canonicalMetadataJson({ toJSON: 1 })).toBe('{"toJSON":1}')
+  })
+
   it('rejects cycles, deep nesting and oversize text', () => {
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic

@@ -258,7 +258,7 @@ function scanJson(value: unknown, depth: number): number {
       return Number.isFinite(value) ? SORTED : INVALID
     case 'object': {
       if (value === null) return SORTED
-      if (depth >= MAX_METADATA_DEPTH) return INVALID
+      if (depth >= MAX_METADATA_DEPTH || hasToJson(value)) return INVALID
       let verdict = SORTED
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
@@ -323,6 +323,12 @@ function checkJson(value: unknown, path: string, depth: number): boolean {
           `${path} nests deeper than ${MAX_METADATA_DEPTH} levels (or refers to itself)`,
         )
       }
+      // After the plain-object check, so that a Date (which has one) is named as such.
+      if ((Array.isArray(value) || isPlainObject(value)) && hasToJson(value)) {
+        throw invalidArgument(
+          `${path} has a toJSON method; JSON.stringify would write what it returns, not the object`,
+        )
+      }
       let sorted = true
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
@@ -373,6 +379,14 @@ function sortedCopy(value: unknown): unknown {
     } else copy[key] = item
   }
   return copy
+}
+
+/**
+ * Whether JSON.stringify would call a `toJSON` of `value` (an own property, enumerable
+ * or not: plain objects and arrays inherit none) instead of writing it as it is.
+ */
+function hasToJson(value: object): boolean {
+  return typeof (value as { toJSON?: unknown }).toJSON === 'function'
 }
 
 /** True for `{}`-style objects (prototype `Object.prototype` or `null`). */
