@@ -1095,7 +1095,6 @@ function settle<T>(work: () => T): Promise<T> {
   }
 }
 
-/** The parameters for {@link versionColumns}, in the same order. */
 /**
  * Upserts a pushed document: it moves to its new seq (seq is the rowid), so the row is
  * re-filed in change-log order.
@@ -1108,6 +1107,7 @@ const UPSERT_DOCUMENT_TAIL = `ON CONFLICT (collection_id, id) DO UPDATE SET
   unchanged_from = excluded.unchanged_from, updated_at_ms = excluded.updated_at_ms,
   effective_wall_ms = excluded.effective_wall_ms`
 
+/** The parameters for {@link versionColumns}, in the same order. */
 function versionParams(
   version: DocumentVersion,
 ): [number, Uint8Array | null, string | null, string, number, number, string] {

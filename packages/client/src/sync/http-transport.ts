@@ -90,7 +90,7 @@ export class HttpTransport implements SyncTransport {
   readonly #agent = new Agent({ keepAliveTimeout: 30_000 })
   /** The live stream holds its connection for as long as it runs: not one of the sync pool's. */
   readonly #liveAgent = new Agent()
-  /** The ops {@link encodeAhead} encoded last, until a request sends them. */
+  /** The ops {@link encodeAhead} encoded last, until the next request. */
   #ahead: EncodedPush | undefined
 
   constructor(options: HttpTransportOptions) {
@@ -143,8 +143,9 @@ export class HttpTransport implements SyncTransport {
     request: SyncRequest,
     options: { readonly signal?: AbortSignal } = {},
   ): Promise<SyncResponse> {
+    // Used by this request or by none: a batch released unsent is not sent again.
     const ahead = this.#ahead
-    if (ahead?.push === request.push) this.#ahead = undefined
+    this.#ahead = undefined
     const body = await this.#post(
       '/v1/sync',
       encodeMessage(request, this.#format, ahead),

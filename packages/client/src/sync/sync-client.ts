@@ -542,8 +542,7 @@ export class SyncClient {
               after: batch,
             })
             // And encode it: the one request in flight leaves the CPU idle meanwhile.
-            if (prepared !== undefined)
-              this.#transport.encodeAhead?.(pushOf(prepared))
+            if (prepared !== undefined) encodeAhead(this.#transport, prepared)
           }
           response = await answer
         } catch (error) {
@@ -736,6 +735,15 @@ function pushOf(batch: OutboxBatch): PushOp[] {
     pushes.set(batch, push)
   }
   return push
+}
+
+/** Hands a batch's push to the transport's optional encodeAhead: a hint, so never fatal. */
+function encodeAhead(transport: SyncTransport, batch: OutboxBatch): void {
+  try {
+    transport.encodeAhead?.(pushOf(batch))
+  } catch {
+    // The request that sends the batch encodes it whole instead.
+  }
 }
 
 /** Specs of the collections a batch names (the server creates unknown ones). */

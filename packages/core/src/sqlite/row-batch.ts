@@ -17,10 +17,11 @@ const ROWS_PER_STATEMENT = 128
  * @remarks
  * For rows of a few columns, better-sqlite3's per-statement cost (binding, a VM step, the
  * call across to C++) rivals SQLite's own work; one statement per 128 rows measured about
- * 2× faster for a 10k-document putMany's inserts. Shared by the device's store and the
- * server's SQLite store. Rows are written in order (so an upsert
- * of the same key later in a batch wins). Only for transactions that do not read back
- * rows they have not flushed yet.
+ * 2× faster for a 10k-document putMany's inserts. Rows are written in order (so an
+ * upsert of the same key later in a batch wins). Only for transactions that do not read
+ * back rows they have not flushed yet.
+ *
+ * @internal Shared by the device's store and the server's SQLite store; not for apps.
  */
 export class RowBatch {
   readonly #db: RowBatchDatabase
