@@ -61,9 +61,10 @@ export function canonicalMetadata(
   }
   // Validate first; most metadata already has its keys in order (or one key per object),
   // and then JSON.stringify's output is canonical and ~4x faster than writing it by hand.
-  // The scan builds no paths; only invalid input pays for checkJson's error message.
-  const scan = scanJson(metadata, 0)
-  if (scan === INVALID) checkJson(metadata, what, 0)
+  // The first walk builds no paths; only invalid input pays for a second one that names
+  // what is wrong.
+  const scan = walkJson(metadata, 0, undefined)
+  if (scan === INVALID) walkJson(metadata, 0, what)
   const copy =
     scan === SORTED ? undefined : (sortedCopy(metadata) as JsonObject)
   const json = JSON.stringify(copy ?? metadata)
@@ -246,30 +247,62 @@ const UNSORTED = 1
 const INVALID = 2
 
 /**
- * {@link checkJson}'s verdict without its error message (no path strings on the hot path):
- * SORTED, UNSORTED (valid, some object's keys out of order) or INVALID.
+ * Walks `value` as JSON: SORTED, UNSORTED (valid, but some object's keys are out of
+ * order) or INVALID (not representable as JSON without loss). Given a `path`, an invalid
+ * value throws `invalid_argument` naming where instead; without one (the hot path) no
+ * path strings are built.
  */
-function scanJson(value: unknown, depth: number): number {
+function walkJson(
+  value: unknown,
+  depth: number,
+  path: string | undefined,
+): number {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return SORTED
     case 'number':
-      return Number.isFinite(value) ? SORTED : INVALID
+      return Number.isFinite(value)
+        ? SORTED
+        : invalid(path, ` is ${value}; JSON has no non-finite numbers`)
     case 'object': {
       if (value === null) return SORTED
-      if (depth >= MAX_METADATA_DEPTH || hasToJson(value)) return INVALID
+      // The depth bound also stops cycles, without tracking ancestors on every write.
+      if (depth >= MAX_METADATA_DEPTH) {
+        return invalid(
+          path,
+          ` nests deeper than ${MAX_METADATA_DEPTH} levels (or refers to itself)`,
+        )
+      }
+      const array = Array.isArray(value)
+      if (!array && !isPlainObject(value)) {
+        return invalid(
+          path,
+          ` is a ${value.constructor.name}; only plain objects are JSON`,
+        )
+      }
+      if (hasToJson(value)) {
+        return invalid(
+          path,
+          ' has a toJSON method; JSON.stringify would write what it returns, not the object',
+        )
+      }
       let verdict = SORTED
-      if (Array.isArray(value)) {
+      if (array) {
         for (let i = 0; i < value.length; i++) {
-          if (!(i in value)) return INVALID
-          const item = scanJson(value[i], depth + 1)
+          // JSON.stringify turns holes into null; reject them like undefined.
+          if (!(i in value))
+            return invalid(path, `[${i}] is a hole in a sparse array`)
+          const item = walkJson(
+            value[i],
+            depth + 1,
+            path === undefined ? undefined : `${path}[${i}]`,
+          )
           if (item === INVALID) return INVALID
           verdict |= item
         }
         return verdict
       }
-      if (!isPlainObject(value)) return INVALID
       // The engine lists array-index keys first, in numeric order, whatever the insertion
       // order: only the other keys' order is the input's own.
       let previous: string | undefined
@@ -279,15 +312,25 @@ function scanJson(value: unknown, depth: number): number {
           if (previous !== undefined && key < previous) verdict = UNSORTED
           previous = key
         }
-        const item = scanJson(value[key], depth + 1)
+        const item = walkJson(
+          value[key],
+          depth + 1,
+          path === undefined ? undefined : `${path}.${key}`,
+        )
         if (item === INVALID) return INVALID
         verdict |= item
       }
       return verdict
     }
     default:
-      return INVALID
+      return invalid(path, ` is ${typeof value}, which JSON cannot represent`)
   }
+}
+
+/** INVALID on the hot path (no `path`); with one, the error naming it. */
+function invalid(path: string | undefined, problem: string): number {
+  if (path === undefined) return INVALID
+  throw invalidArgument(`${path}${problem}`)
 }
 
 /** Whether JavaScript treats `key` as an array index (listed first, in numeric order). */
@@ -297,68 +340,6 @@ function isArrayIndex(key: string): boolean {
   return ARRAY_INDEX.test(key) && Number(key) < 4_294_967_295
 }
 const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/
-
-/**
- * Throws unless `value` is representable as JSON without loss.
- *
- * @returns whether every object's keys are already in sorted order.
- */
-function checkJson(value: unknown, path: string, depth: number): boolean {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return true
-    case 'number':
-      if (!Number.isFinite(value)) {
-        throw invalidArgument(
-          `${path} is ${value}; JSON has no non-finite numbers`,
-        )
-      }
-      return true
-    case 'object': {
-      if (value === null) return true
-      // The depth bound also stops cycles, without tracking ancestors on every write.
-      if (depth >= MAX_METADATA_DEPTH) {
-        throw invalidArgument(
-          `${path} nests deeper than ${MAX_METADATA_DEPTH} levels (or refers to itself)`,
-        )
-      }
-      // After the plain-object check, so that a Date (which has one) is named as such.
-      if ((Array.isArray(value) || isPlainObject(value)) && hasToJson(value)) {
-        throw invalidArgument(
-          `${path} has a toJSON method; JSON.stringify would write what it returns, not the object`,
-        )
-      }
-      let sorted = true
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) {
-          // JSON.stringify turns holes into null; reject them like undefined.
-          if (!(i in value))
-            throw invalidArgument(`${path}[${i}] is a hole in a sparse array`)
-          if (!checkJson(value[i], `${path}[${i}]`, depth + 1)) sorted = false
-        }
-      } else if (isPlainObject(value)) {
-        let previous: string | undefined
-        for (const key in value) {
-          if (!Object.hasOwn(value, key)) continue
-          if (previous !== undefined && key < previous) sorted = false
-          previous = key
-          if (!checkJson(value[key], `${path}.${key}`, depth + 1))
-            sorted = false
-        }
-      } else {
-        throw invalidArgument(
-          `${path} is a ${value.constructor.name}; only plain objects are JSON`,
-        )
-      }
-      return sorted
-    }
-    default:
-      throw invalidArgument(
-        `${path} is ${typeof value}, which JSON cannot represent`,
-      )
-  }
-}
 
 /** A deep copy with every object's keys inserted in sorted order (already validated). */
 function sortedCopy(value: unknown): unknown {
