@@ -463,9 +463,11 @@ function toDocumentVersion(
       )
     }
     checkVectorValues(schema, vector, vector, `${where}.vector`)
-    // A server stores the text and never needs the object: scanning it is enough.
-    if (metadataUse === 'parsed' || !scansAsCanonicalMetadata(wire.metadata))
-      metadata = checkCanonicalMetadata(wire.metadata, `${where}.metadata`)
+    metadata = checkCanonicalMetadata(
+      wire.metadata,
+      `${where}.metadata`,
+      metadataUse === 'parsed',
+    )
     metadataJson = wire.metadata
   }
   // Checked in full here, so a store (or the device) need not scan it again.
@@ -485,18 +487,26 @@ function toDocumentVersion(
   )
 }
 
-/** Checks that `text` is canonical metadata JSON; returns it parsed. */
-function checkCanonicalMetadata(text: string, where: string): JsonObject {
+/**
+ * Checks that `text` is canonical metadata JSON, and returns it parsed when `parse` is set
+ * (a device's index keeps the object; a server stores only the text and needs none).
+ */
+function checkCanonicalMetadata(
+  text: string,
+  where: string,
+  parse: boolean,
+): JsonObject | undefined {
+  // The scanner settles almost every text without building objects; the rare forms it
+  // leaves open are parsed and canonicalized.
+  const scanned = scansAsCanonicalMetadata(text)
+  if (scanned && !parse) return undefined
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch {
     throw invalidArgument(`${where}: not valid JSON`)
   }
-  if (
-    !scansAsCanonicalMetadata(text) &&
-    canonicalMetadataJson(parsed) !== text
-  ) {
+  if (!scanned && canonicalMetadataJson(parsed) !== text) {
     throw invalidArgument(
       `${where}: not in canonical form (no whitespace, sorted keys); send canonicalMetadataJson(metadata)`,
     )
