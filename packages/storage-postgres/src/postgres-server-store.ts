@@ -20,6 +20,8 @@ import {
   normalizeCollectionSchema,
   planPush,
   preparePush,
+  pullPageEnd,
+  pullResult,
   monotonePushClock,
   pushClockOf,
   replicaIdOfRef,
@@ -36,6 +38,7 @@ import {
   type GarbageCollectionOptions,
   type GarbageCollectionResult,
   type PullOptions,
+  type PullTail,
   type PullResult,
   type PushOp,
   type PushOptions,
@@ -459,14 +462,7 @@ export class PostgresServerStore implements ServerStore {
             version: versionFromRow(schema, row.id, row),
           }
         })
-        const last = versions.at(-1)?.seq ?? cursor
-        // The page also takes the echoes that follow it, up to the next row to send,
-        // so that a device whose only remaining changes are its own hears hasMore false.
-        const { rows: tail } = await client.query<{
-          next: number | null
-          end: number | null
-          echoes: number
-        }>(
+        const { rows: tail } = await client.query<PullTail>(
           `WITH next AS (
              SELECT seq FROM vs_documents
              WHERE seq > $1 AND ($2::text IS NULL OR unchanged_from IS DISTINCT FROM $2)
@@ -478,15 +474,9 @@ export class PostgresServerStore implements ServerStore {
                   (SELECT count(*) FROM vs_documents
                    WHERE seq > $3 AND unchanged_from = $2
                      AND seq < coalesce((SELECT seq FROM next), 9223372036854775807))::int AS echoes`,
-          [last, echoOf, cursor],
+          [pullPageEnd(versions, cursor), echoOf, cursor],
         )
-        const { next, end, echoes } = tail[0] as (typeof tail)[number]
-        return {
-          versions,
-          cursor: Math.max(last, end ?? last),
-          hasMore: next !== null,
-          skippedEchoes: echoes,
-        }
+        return pullResult(versions, cursor, tail[0] as PullTail)
       },
     )
   }

@@ -21,6 +21,8 @@ import {
   normalizeCollectionSchema,
   RowBatch,
   planPush,
+  pullPageEnd,
+  pullResult,
   preparePush,
   monotonePushClock,
   pushClockOf,
@@ -38,6 +40,7 @@ import {
   type GarbageCollectionResult,
   type PreparedOp,
   type PullOptions,
+  type PullTail,
   type PullResult,
   type PushOp,
   type PushOptions,
@@ -474,20 +477,12 @@ export class SqliteServerStore implements ServerStore {
                 version: versionFromRow(schema, row.id, row),
               }
             })
-            const last = versions.at(-1)?.seq ?? cursor
-            // The page also takes the echoes that follow it, up to the next row to send,
-            // so that a device whose only remaining changes are its own hears hasMore false.
-            const { next, end, echoes } = s.selectPullTail.get({
-              after: last,
+            const tail = s.selectPullTail.get({
+              after: pullPageEnd(versions, cursor),
               cursor,
               replica: echoOf,
-            }) as { next: number | null; end: number | null; echoes: number }
-            return {
-              versions,
-              cursor: Math.max(last, end ?? last),
-              hasMore: next !== null,
-              skippedEchoes: echoes,
-            }
+            }) as PullTail
+            return pullResult(versions, cursor, tail)
           })
           .deferred(),
       )

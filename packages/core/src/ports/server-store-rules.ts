@@ -35,7 +35,14 @@ import {
   parseVersionVector,
   type VersionVector,
 } from '../model/version-vector.js'
-import type { OpResult, PushOp, ReplicaRef, Seq } from './server-store.js'
+import type {
+  OpResult,
+  PullResult,
+  PulledVersion,
+  PushOp,
+  ReplicaRef,
+  Seq,
+} from './server-store.js'
 
 /** Longest accepted token hash (hex or base64 of any reasonable digest fits). */
 export const MAX_TOKEN_HASH_LENGTH = 256
@@ -465,6 +472,45 @@ export function planPush<C extends StoreCollection>(
     head,
     appliedThroughLsn: Math.max(appliedLsn, lastOp?.lsn ?? 0),
     forgetBelowLsn: ops[0]?.lsn,
+  }
+}
+
+/**
+ * What a backend reads after a pull page (S5), with the page's last seq as `after`: the
+ * feed past the page, where the replica's own echoes are skipped.
+ */
+export interface PullTail {
+  /** The next row to send after the page; `null` when only echoes (or nothing) follow. */
+  readonly next: Seq | null
+  /** The last seq before `next` (every row when `next` is `null`); `null` for an empty feed. */
+  readonly end: Seq | null
+  /** The replica's echoes skipped since the request's cursor, up to `next`. */
+  readonly echoes: number
+}
+
+/** The seq a pull page ends at: its last version's, or the cursor when it is empty. */
+export function pullPageEnd(
+  versions: readonly PulledVersion[],
+  cursor: Seq,
+): Seq {
+  return versions.at(-1)?.seq ?? cursor
+}
+
+/**
+ * A pull's result (S5): the page also takes the echoes that follow it, up to the next row
+ * to send, so that a device whose only remaining changes are its own hears `hasMore: false`.
+ */
+export function pullResult(
+  versions: PulledVersion[],
+  cursor: Seq,
+  tail: PullTail,
+): PullResult {
+  const last = pullPageEnd(versions, cursor)
+  return {
+    versions,
+    cursor: Math.max(last, tail.end ?? last),
+    hasMore: tail.next !== null,
+    skippedEchoes: tail.echoes,
   }
 }
 
