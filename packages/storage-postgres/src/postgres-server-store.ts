@@ -163,7 +163,7 @@ export function storeConnection(store: PostgresServerStore): StoreConnection {
  *
  * @remarks
  * Behaviour is the SQLite store's: both run the same rules from `@velosync/core`
- * (`preparePush`, `planPush`) and pass the same conformance suite.
+ * (`preparePush`, `planPush`, `pullResult`) and pass the same conformance suite.
  *
  * **Gap-free, commit-ordered feed (S4).** Every push transaction starts by locking the
  * counter row (`SELECT … FROM vs_meta WHERE key = 'head' FOR UPDATE`), takes its seqs from
