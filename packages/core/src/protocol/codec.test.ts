@@ -244,7 +244,7 @@ describe.each(FORMATS)('codec (%s)', (format) => {
     )
   })
 
-  it('round-trips conflicts, ack, health and error bodies', () => {
+  it('round-trips a conflicts listing', () => {
     const conflicts = {
       collections: [notes],
       conflicts: [
@@ -266,6 +266,36 @@ describe.each(FORMATS)('codec (%s)', (format) => {
     expect(
       decodeConflictsResponse(encodeMessage(conflicts, format), format),
     ).toEqual(conflicts)
+  })
+
+  it('gives listed conflicts vectors of their own, not views into the body', () => {
+    // Ids of 1 to 4 characters shift the vectors through every alignment, so some
+    // would be views into the body if the codec made them.
+    const records = ['a', 'ab', 'abc', 'abcd'].map((id, i) => ({
+      seq: i + 1,
+      collection: 'notes',
+      id,
+      winner: version(id, { versionVector: { [ORIGIN]: 2 } }),
+      loser: version(id, {
+        origin: 'dev9.ffffffff',
+        versionVector: { 'dev9.ffffffff': 1 },
+      }),
+      resolvedAtMs: 5,
+    }))
+    const body = encodeMessage(
+      { collections: [notes], conflicts: records },
+      format,
+    )
+    const listed = decodeConflictsResponse(body, format)
+    expect(listed.conflicts).toEqual(records)
+    for (const { winner, loser } of listed.conflicts) {
+      for (const { vector } of [winner, loser]) {
+        expect(vector?.buffer.byteLength).toBe(vector?.byteLength)
+      }
+    }
+  })
+
+  it('round-trips ack, health and error bodies', () => {
     const ack: AckRequest = {
       protocol: PROTOCOL_VERSION,
       epoch: EPOCH,

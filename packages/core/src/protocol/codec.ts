@@ -424,6 +424,7 @@ function toDocumentVersion(
   collections: ReadonlyMap<string, CollectionSchema>,
   where: string,
   metadataUse: 'parsed' | 'text' = 'parsed',
+  vectorUse: 'view' | 'own' = 'view',
 ): DocumentVersion {
   const schema = collections.get(wire.collection)
   if (schema === undefined) {
@@ -450,8 +451,14 @@ function toDocumentVersion(
   let metadataJson: string | null = null
   let metadata: JsonObject | undefined
   if (wire.vector !== null && wire.metadata !== null) {
+    // A view into the message is free, but keeps the whole message alive with it: a
+    // version the caller may keep for long ('own') gets bytes of its own.
     const bytes =
-      typeof wire.vector === 'string' ? decodeBase64(wire.vector) : wire.vector
+      typeof wire.vector === 'string'
+        ? decodeBase64(wire.vector)
+        : vectorUse === 'own'
+          ? new Uint8Array(wire.vector) // a copy (a Buffer's slice() would be a view)
+          : wire.vector
     if (bytes === undefined) {
       throw invalidArgument(`${where}.vector: not canonical base64`)
     }
@@ -661,17 +668,22 @@ export function decodeConflictsResponse(
     seq: record.seq,
     collection: record.collection,
     id: record.id,
+    // Records are listed for people and tools to keep: they must not pin the whole body.
     winner: toDocumentVersion(
       record.winner,
       record.winner.origin,
       collections,
       `conflicts.${i}.winner`,
+      'parsed',
+      'own',
     ),
     loser: toDocumentVersion(
       record.loser,
       record.loser.origin,
       collections,
       `conflicts.${i}.loser`,
+      'parsed',
+      'own',
     ),
     resolvedAtMs: record.resolvedAtMs,
   }))
