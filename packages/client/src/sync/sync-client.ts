@@ -660,7 +660,12 @@ export class SyncClient {
             .length ?? 0
         pulled += response.changes.length
         skippedEchoes += response.skippedEchoes
-        if (batch === undefined && !response.hasMore) break
+        if (!response.hasMore) {
+          if (batch === undefined) break
+          // The last batch's answer carried the pull to the head, so another request would
+          // only ask again: done, unless writes or a returned remainder wait in the log.
+          if (prepared === undefined && store.outbox.size === 0) break
+        }
       }
     } finally {
       // Normally nothing is left ahead here; after a failure, stop the request, and put a
