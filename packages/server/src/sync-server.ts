@@ -348,8 +348,26 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     const body = await readCheckedBody(request)
     const sync: SyncRequest = decodeSyncRequest(body, format, { deviceId })
     const replica: ReplicaRef = { deviceId, epoch: sync.epoch }
+    // Read only when needed: a request that names its newest LSN, or one from cursor 0.
+    const needsApplied =
+      sync.lastLsn !== undefined ||
+      (sync.cursor === 0 && sync.fullResync !== true)
+    const applied = needsApplied ? await store.appliedLsn(replica) : 0
+    if (
+      sync.cursor === 0 &&
+      sync.fullResync !== true &&
+      applied > 0 &&
+      (await store.horizon()) > 0
+    ) {
+      // The replica pushed before, yet pulls from 0: the answer to its first push was lost.
+      // Tombstones of deletes it never saw were collected since (cursor 0 passes the
+      // horizon check), so only a full resync, which prunes, is sure to converge.
+      throw new VeloSyncError(
+        'resync_required',
+        `replica ${deviceId}.${sync.epoch} already pushed (through LSN ${applied}) but pulls from cursor 0, and tombstones were collected since; pull again with fullResync`,
+      )
+    }
     if (sync.lastLsn !== undefined) {
-      const applied = await store.appliedLsn(replica)
       if (applied > sync.lastLsn) {
         throw new VeloSyncError(
           'lsn_reused',

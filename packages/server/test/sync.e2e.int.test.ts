@@ -239,6 +239,43 @@ describe('sync over HTTP', () => {
     expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('I5: a device whose first answer was lost resyncs, so a delete collected meanwhile still reaches it', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    let drop = true
+    const lossy: SyncTransport = {
+      async sync(request, options) {
+        const response = await a.transport.sync(request, options)
+        if (drop && request.push.length > 0) {
+          drop = false
+          throw new Error('connection reset after the server committed')
+        }
+        return response
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    const flaky = new SyncClient(a.store, { transport: lossy })
+    a.store.put('notes', { id: 'x', vector: vec(1) })
+    await expect(flaky.sync()).rejects.toThrow(/connection reset/)
+    expect(a.store.syncCursor).toBe(0) // pushed, but never heard back
+    await b.sync.sync()
+    b.store.delete('notes', 'x')
+    await b.sync.sync()
+    const gc = await serverStore.collectGarbage({
+      nowMs: Date.now() + 1000,
+      retentionMs: 0,
+    })
+    expect(gc.removedTombstones).toBe(1)
+    a.store.put('notes', { id: 'offline', vector: vec(2) })
+    const round = await flaky.sync()
+    expect(round.resynced).toBe(true)
+    expect(a.store.get('notes', 'x')).toBeUndefined()
+    expect(a.store.get('notes', 'offline')).toBeDefined()
+    await b.sync.sync()
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('a push round that fails mid-way keeps the batch it read ahead, and the next round sends it once', async () => {
     const a = await device('alpha')
     const b = await device('beta')
@@ -313,6 +350,42 @@ describe('sync over HTTP', () => {
     expect(b.store.count('notes')).toBe(20)
     expect(a.store.digest('notes')).toBe(await serverDigest())
     expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
+  it('a round ends with its last push when that answer pulled to the head and nothing waits', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    b.store.put('notes', { id: 'from-b', vector: vec(1) })
+    await b.sync.sync()
+    a.store.putMany(
+      'notes',
+      Array.from({ length: 20 }, (_, i) => ({ id: `t${i}`, vector: vec(i) })),
+    )
+    // 20 ops in batches of 7: three requests, the last of which pulled b's write too.
+    const round = await a.sync.sync()
+    expect(round).toMatchObject({ pushed: 20, pulled: 1, requests: 3 })
+    expect(a.store.get('notes', 'from-b')).toBeDefined()
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    // A write that arrives during the round is still pushed by it.
+    const during: SyncTransport = {
+      sync: async (request, options) => {
+        const answer = await a.transport.sync(request, options)
+        if (
+          request.push.length > 0 &&
+          a.store.get('notes', 'late') === undefined
+        )
+          a.store.put('notes', { id: 'late', vector: vec(3) })
+        return answer
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    a.store.put('notes', { id: 'first', vector: vec(2) })
+    const withLate = await new SyncClient(a.store, { transport: during }).sync()
+    expect(withLate).toMatchObject({ pushed: 2, requests: 2 })
+    expect(a.store.outbox.size).toBe(0)
+    await b.sync.sync()
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+    expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
   it('a local apply that fails after its confirm ran leaves nothing taken, and the next round pushes', async () => {

@@ -666,6 +666,11 @@ export class PostgresServerStore implements ServerStore {
     return this.#run(() => selectMeta(this.#pool, 'head'))
   }
 
+  async horizon(): Promise<Seq> {
+    this.#assertOpen()
+    return this.#run(() => selectMeta(this.#pool, 'horizon'))
+  }
+
   async checkCursor(cursor: Seq): Promise<void> {
     this.#assertOpen()
     assertSeq(cursor, 'cursor')

@@ -683,6 +683,13 @@ export class SqliteServerStore implements ServerStore {
     })
   }
 
+  horizon(): Promise<Seq> {
+    return settle(() => {
+      this.#assertOpen()
+      return this.#run(() => this.#meta('horizon'))
+    })
+  }
+
   checkCursor(cursor: Seq): Promise<void> {
     return settle(() => {
       this.#assertOpen()

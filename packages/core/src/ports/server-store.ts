@@ -304,6 +304,11 @@ export interface ServerStore {
   /** The highest seq handed out (0 for an empty store). */
   head(): Promise<Seq>
   /**
+   * The tombstone horizon (S6): tombstones at or below it were collected; 0 while none
+   * was.
+   */
+  horizon(): Promise<Seq>
+  /**
    * Throws `resync_required` exactly when `pull` from `cursor` would (S6), without
    * reading any version: lets a server refuse a stale cursor before it pushes.
    */

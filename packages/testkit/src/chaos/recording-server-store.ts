@@ -104,6 +104,9 @@ export class RecordingServerStore implements ServerStore {
   head(): Promise<Seq> {
     return this.#inner.head()
   }
+  horizon(): Promise<Seq> {
+    return this.#inner.horizon()
+  }
   checkCursor(cursor: Seq): Promise<void> {
     return this.#inner.checkCursor(cursor)
   }
