@@ -76,6 +76,22 @@ async function device(
   }
 }
 
+/** `transport`, but the answer to its first push is lost after the server committed it. */
+function losingFirstPushAnswer(transport: SyncTransport): SyncTransport {
+  let drop = true
+  return {
+    async sync(request, options) {
+      const response = await transport.sync(request, options)
+      if (drop && request.push.length > 0) {
+        drop = false
+        throw new Error('connection reset after the server committed')
+      }
+      return response
+    },
+    ack: (request, options) => transport.ack(request, options),
+  }
+}
+
 function vec(seed: number): number[] {
   return Array.from(
     { length: DIMS },
@@ -213,19 +229,9 @@ describe('sync over HTTP', () => {
   it('I1/I2: a response dropped after the server committed, then retried, applies exactly once', async () => {
     const a = await device('alpha')
     const b = await device('beta')
-    let drop = true
-    const lossy: SyncTransport = {
-      async sync(request, options) {
-        const response = await a.transport.sync(request, options)
-        if (drop) {
-          drop = false
-          throw new Error('connection reset after the server committed')
-        }
-        return response
-      },
-      ack: (request, options) => a.transport.ack(request, options),
-    }
-    const flaky = new SyncClient(a.store, { transport: lossy })
+    const flaky = new SyncClient(a.store, {
+      transport: losingFirstPushAnswer(a.transport),
+    })
     a.store.put('notes', { id: 'x', vector: vec(1), metadata: { n: 1 } })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
     expect(a.store.outbox.size).toBe(1) // not confirmed: the answer never arrived
@@ -242,19 +248,9 @@ describe('sync over HTTP', () => {
   it('I5: a device whose first answer was lost resyncs, so a delete collected meanwhile still reaches it', async () => {
     const a = await device('alpha')
     const b = await device('beta')
-    let drop = true
-    const lossy: SyncTransport = {
-      async sync(request, options) {
-        const response = await a.transport.sync(request, options)
-        if (drop && request.push.length > 0) {
-          drop = false
-          throw new Error('connection reset after the server committed')
-        }
-        return response
-      },
-      ack: (request, options) => a.transport.ack(request, options),
-    }
-    const flaky = new SyncClient(a.store, { transport: lossy })
+    const flaky = new SyncClient(a.store, {
+      transport: losingFirstPushAnswer(a.transport),
+    })
     a.store.put('notes', { id: 'x', vector: vec(1) })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
     expect(a.store.syncCursor).toBe(0) // pushed, but never heard back
