@@ -147,6 +147,7 @@ export type {
   PullOptions,
   PulledVersion,
   PushOp,
+  CheckCursorOptions,
   PushOptions,
   PushResult,
   ReplicaRef,

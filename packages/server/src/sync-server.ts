@@ -348,25 +348,13 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     const body = await readCheckedBody(request)
     const sync: SyncRequest = decodeSyncRequest(body, format, { deviceId })
     const replica: ReplicaRef = { deviceId, epoch: sync.epoch }
-    // Read only when needed: a request that names its newest LSN, or one from cursor 0.
-    const needsApplied =
-      sync.lastLsn !== undefined ||
-      (sync.cursor === 0 && sync.fullResync !== true)
-    const applied = needsApplied ? await store.appliedLsn(replica) : 0
-    if (
-      sync.cursor === 0 &&
-      sync.fullResync !== true &&
-      applied > 0 &&
-      (await store.horizon()) > 0
-    ) {
-      // The replica pushed before, yet pulls from 0: the answer to its first push was lost.
-      // Tombstones of deletes it never saw were collected since (cursor 0 passes the
-      // horizon check), so only a full resync, which prunes, is sure to converge.
-      throw new VeloSyncError(
-        'resync_required',
-        `replica ${deviceId}.${sync.epoch} already pushed (through LSN ${applied}) but pulls from cursor 0, and tombstones were collected since; pull again with fullResync`,
-      )
-    }
+    // Read only when needed: a request that names its newest LSN, or one from cursor 0
+    // (whether the replica pushed before decides if cursor 0 may skip the horizon).
+    const fromZero = sync.cursor === 0 && sync.fullResync !== true
+    const applied =
+      sync.lastLsn !== undefined || fromZero
+        ? await store.appliedLsn(replica)
+        : 0
     if (sync.lastLsn !== undefined) {
       if (applied > sync.lastLsn) {
         throw new VeloSyncError(
@@ -379,7 +367,9 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     // committed; checking it first (and before any collection is created) keeps "an
     // error changes nothing" (DESIGN 7), except for a garbage collection racing in between.
     const pullOptions = { includeEchoes: sync.fullResync === true }
-    await store.checkCursor(sync.cursor)
+    await store.checkCursor(sync.cursor, {
+      pushedBefore: fromZero && applied > 0,
+    })
     await ensureCollections(sync.collections)
     const pushed = await store.push(replica, sync.push, {
       nowMs: clock(),

@@ -5,6 +5,7 @@ import {
   conflictVersionRow,
   versionColumns,
   versionFromRow,
+  type CheckCursorOptions,
   type ConflictRow,
   type VersionRow,
   VeloSyncError,
@@ -666,15 +667,15 @@ export class PostgresServerStore implements ServerStore {
     return this.#run(() => selectMeta(this.#pool, 'head'))
   }
 
-  async horizon(): Promise<Seq> {
-    this.#assertOpen()
-    return this.#run(() => selectMeta(this.#pool, 'horizon'))
-  }
-
-  async checkCursor(cursor: Seq): Promise<void> {
+  async checkCursor(
+    cursor: Seq,
+    options: CheckCursorOptions = {},
+  ): Promise<void> {
     this.#assertOpen()
     assertSeq(cursor, 'cursor')
-    await this.#run(() => assertCursor(this.#pool, cursor))
+    await this.#run(() =>
+      assertCursor(this.#pool, cursor, options.pushedBefore),
+    )
   }
 
   async appliedLsn(replica: ReplicaRef): Promise<number> {
@@ -938,7 +939,11 @@ async function selectMeta(
 }
 
 /** S6: throws `resync_required` when a pull from `cursor` could miss changes. */
-async function assertCursor(db: Queryable, cursor: Seq): Promise<void> {
+async function assertCursor(
+  db: Queryable,
+  cursor: Seq,
+  pushedBefore?: boolean,
+): Promise<void> {
   const { rows } = await db.query<{ key: string; value: number }>(
     "SELECT key, value FROM vs_meta WHERE key IN ('head', 'horizon')",
   )
@@ -947,6 +952,7 @@ async function assertCursor(db: Queryable, cursor: Seq): Promise<void> {
     cursor,
     meta.get('head') ?? 0,
     meta.get('horizon') ?? 0,
+    pushedBefore,
   )
   if (error !== undefined) throw error
 }

@@ -6,6 +6,7 @@ import {
   conflictVersionRow,
   versionColumns,
   versionFromRow,
+  type CheckCursorOptions,
   type ConflictRow,
   type VersionRow,
   VeloSyncError,
@@ -683,27 +684,21 @@ export class SqliteServerStore implements ServerStore {
     })
   }
 
-  horizon(): Promise<Seq> {
-    return settle(() => {
-      this.#assertOpen()
-      return this.#run(() => this.#meta('horizon'))
-    })
-  }
-
-  checkCursor(cursor: Seq): Promise<void> {
+  checkCursor(cursor: Seq, options: CheckCursorOptions = {}): Promise<void> {
     return settle(() => {
       this.#assertOpen()
       assertSeq(cursor, 'cursor')
-      this.#run(() => this.#assertCursor(cursor))
+      this.#run(() => this.#assertCursor(cursor, options.pushedBefore))
     })
   }
 
   /** S6: throws `resync_required` when a pull from `cursor` could miss changes. */
-  #assertCursor(cursor: Seq): void {
+  #assertCursor(cursor: Seq, pushedBefore?: boolean): void {
     const error = staleCursorError(
       cursor,
       this.#meta('head'),
       this.#meta('horizon'),
+      pushedBefore,
     )
     if (error !== undefined) throw error
   }

@@ -108,11 +108,16 @@ export function timeMs(
   return nowMs
 }
 
-/** The `resync_required` error of S6 for `cursor`, or `undefined` when a pull may proceed. */
+/**
+ * The `resync_required` error of S6 for `cursor`, or `undefined` when a pull may proceed.
+ *
+ * @param pushedBefore - see `CheckCursorOptions.pushedBefore`.
+ */
 export function staleCursorError(
   cursor: Seq,
   head: Seq,
   horizon: Seq,
+  pushedBefore = false,
 ): VeloSyncError | undefined {
   if (cursor > head) {
     return new VeloSyncError(
@@ -124,6 +129,12 @@ export function staleCursorError(
     return new VeloSyncError(
       'resync_required',
       `cursor ${cursor} is older than the tombstone horizon ${horizon}: deletes it has not seen were collected; pull again from cursor 0`,
+    )
+  }
+  if (cursor === 0 && pushedBefore && horizon > 0) {
+    return new VeloSyncError(
+      'resync_required',
+      `this replica already pushed but pulls from cursor 0 (the answer to its first push was lost), and tombstones up to ${horizon} were collected since; pull again with fullResync`,
     )
   }
   return undefined

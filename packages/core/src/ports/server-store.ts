@@ -141,6 +141,16 @@ export interface GarbageCollectionResult {
   readonly horizon: Seq
 }
 
+/** Options of {@link ServerStore.checkCursor}. */
+export interface CheckCursorOptions {
+  /**
+   * The replica had pushes applied before this request and does not ask for a full
+   * resync. At cursor 0 it then lost the answer to its first push, and cursor 0 would skip
+   * the horizon: deletes it never saw may have been collected, so it must resync.
+   */
+  readonly pushedBefore?: boolean
+}
+
 /**
  * The sync server's master store: collections, the newest version of every document, the
  * ordered change feed, per-replica exactly-once state, conflict records and device tokens.
@@ -195,7 +205,8 @@ export interface GarbageCollectionResult {
  *    at or below the horizon were collected, so such a device may have missed deletes. So
  *    does a cursor above the head (the server's data is older than the device's, e.g.
  *    restored from a backup). The device recovers by pulling from 0; cursor 0 never
- *    throws.
+ *    throws from `pull`. `checkCursor` refuses it too for a replica that pushed before
+ *    (the answer to its first push was lost) once tombstones were collected.
  *
  * 7. **S7 Acks and tombstone retention.** `ack` records the replica's cursor (at most the
  *    head) and when it was last seen; `push` also marks the replica seen. `collectGarbage`
@@ -304,15 +315,11 @@ export interface ServerStore {
   /** The highest seq handed out (0 for an empty store). */
   head(): Promise<Seq>
   /**
-   * The tombstone horizon (S6): tombstones at or below it were collected; 0 while none
-   * was.
+   * Throws `resync_required` when `pull` from `cursor` would (S6), without reading any
+   * version: lets a server refuse a stale cursor before it pushes. With
+   * `pushedBefore`, also for cursor 0 once tombstones were collected.
    */
-  horizon(): Promise<Seq>
-  /**
-   * Throws `resync_required` exactly when `pull` from `cursor` would (S6), without
-   * reading any version: lets a server refuse a stale cursor before it pushes.
-   */
-  checkCursor(cursor: Seq): Promise<void>
+  checkCursor(cursor: Seq, options?: CheckCursorOptions): Promise<void>
   /**
    * The highest LSN applied for `replica` (0 if it never pushed). A device reporting a
    * lower newest LSN was restored from an older copy of its store (S2).

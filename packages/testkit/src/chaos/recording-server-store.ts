@@ -1,5 +1,6 @@
 import {
   replicaIdOf,
+  type CheckCursorOptions,
   type CollectionSchema,
   type ConflictQuery,
   type ConflictRecord,
@@ -104,11 +105,8 @@ export class RecordingServerStore implements ServerStore {
   head(): Promise<Seq> {
     return this.#inner.head()
   }
-  horizon(): Promise<Seq> {
-    return this.#inner.horizon()
-  }
-  checkCursor(cursor: Seq): Promise<void> {
-    return this.#inner.checkCursor(cursor)
+  checkCursor(cursor: Seq, options?: CheckCursorOptions): Promise<void> {
+    return this.#inner.checkCursor(cursor, options)
   }
   appliedLsn(replica: ReplicaRef): Promise<number> {
     return this.#inner.appliedLsn(replica)
