@@ -144,8 +144,11 @@ export interface SearchResult {
 export interface RemoteApplyResult {
   /** Versions written. */
   readonly applied: number
-  /** Versions skipped because the document has an unpushed local write. */
-  readonly skippedPending: number
+  /**
+   * Positions (in the versions given) of those skipped because the document has an
+   * unpushed local write.
+   */
+  readonly skipped: readonly number[]
 }
 
 /** What a sync round received from the server (see {@link LocalStore.applyServerUpdate}). */
@@ -815,7 +818,7 @@ export class LocalStore {
       { digest: CollectionDigest; changes: IndexChange[] }
     >()
     let applied = 0
-    let skippedPending = 0
+    const skipped: number[] = []
     // Rows are written with multi-row statements; the prior row of each document comes from
     // one query per collection, and from `priors` once this update has written it.
     const documentRows = this.#documentRows
@@ -851,7 +854,10 @@ export class LocalStore {
               CollectionState,
               { pending: Set<string>; priors: Map<string, PriorRow> }
             >()
-            for (const { collection, version } of checked) {
+            for (const [
+              position,
+              { collection, version },
+            ] of checked.entries()) {
               let state =
                 this.#collections.get(collection) ??
                 created.find((c) => c.schema.name === collection)
@@ -883,7 +889,7 @@ export class LocalStore {
                   state.collectionId,
                   version.id,
                 )
-                skippedPending++
+                skipped.push(position)
                 continue
               }
               let work = touched.get(state)
@@ -926,7 +932,7 @@ export class LocalStore {
     for (const state of created) this.#collections.set(state.schema.name, state)
     for (const [state, work] of touched)
       this.#afterCommit(state, work.digest, work.changes)
-    return { applied, skippedPending }
+    return { applied, skipped }
   }
 
   /**

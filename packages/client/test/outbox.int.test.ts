@@ -177,7 +177,7 @@ describe('LocalStore.applyRemoteVersions', () => {
   }) => {
     expect(
       store.applyRemoteVersions('docs', [remote('r1', 1), remote('r2', 2)]),
-    ).toEqual({ applied: 2, skippedPending: 0 })
+    ).toEqual({ applied: 2, skipped: [] })
     expect(store.outbox.size).toBe(0)
     expect(store.lastLsn).toBe(0)
     expect(store.search('docs', vec(2), { k: 1 })[0]?.id).toBe('r2')
@@ -198,10 +198,12 @@ describe('LocalStore.applyRemoteVersions', () => {
 
   test('never overwrites an unpushed local write', ({ store }) => {
     store.put('docs', { id: 'mine', vector: vec(1), metadata: { local: true } })
-    expect(store.applyRemoteVersions('docs', [remote('mine', 5)])).toEqual({
-      applied: 0,
-      skippedPending: 1,
-    })
+    expect(
+      store.applyRemoteVersions('docs', [
+        remote('other', 4),
+        remote('mine', 5),
+      ]),
+    ).toEqual({ applied: 1, skipped: [1] })
     expect(store.get('docs', 'mine')?.metadata).toEqual({ local: true })
   })
 
@@ -383,7 +385,7 @@ describe('Outbox: review findings', () => {
       }),
     ).toEqual({
       applied: 0,
-      skippedPending: 1,
+      skipped: [0],
     })
     store.delete('docs', 'x')
     // The server has b's x: dropping the delete would leave this device without x forever.

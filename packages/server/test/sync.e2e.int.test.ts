@@ -56,12 +56,14 @@ afterEach(async () => {
 async function device(
   name: string,
   format: 'json' | 'msgpack' = 'msgpack',
+  wallClock?: () => number,
 ): Promise<Device> {
   const token = createToken()
   await serverStore.createDeviceToken(name, hashToken(token))
   const store = LocalStore.open({
     path: join(dir, `${name}.db`),
     deviceId: name,
+    ...(wallClock === undefined ? {} : { wallClock }),
   })
   opened.push(store)
   if (store.getCollection('notes') === undefined) {
@@ -447,6 +449,52 @@ describe('sync over HTTP', () => {
     expect(b.store.get('notes', 'offline')).toBeDefined()
     expect(a.store.digest('notes')).toBe(await serverDigest())
     expect(b.store.digest('notes')).toBe(await serverDigest())
+  })
+
+  it('I5: a pulled delete skipped for an unpushed edit is not acknowledged until the edit meets it', async () => {
+    // a's clock runs a minute behind, so b's delete wins the conflict by HLC time.
+    const a = await device('alpha', 'msgpack', () => Date.now() - 60_000)
+    const b = await device('beta')
+    a.store.put('notes', { id: 'x', vector: vec(1) })
+    await syncAll([a, b])
+    b.store.delete('notes', 'x')
+    await b.sync.sync()
+    // a edits x while its pull of the delete is on the wire: the delete is skipped.
+    let editDuringPull = true
+    const editing: SyncTransport = {
+      async sync(request, options) {
+        const response = await a.transport.sync(request, options)
+        if (editDuringPull && request.push.length === 0) {
+          editDuringPull = false
+          a.store.put('notes', { id: 'x', vector: vec(2), metadata: { e: 1 } })
+        }
+        return response
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    await new SyncClient(a.store, { transport: editing }).sync()
+    expect(a.store.outbox.size).toBe(1) // the edit waits for the next round
+    // Every device has seen the delete's seq; only a's ack can keep its tombstone alive.
+    const early = await serverStore.collectGarbage({
+      nowMs: Date.now(),
+      retentionMs: 3_600_000,
+    })
+    expect(early.removedTombstones).toBe(0)
+    await a.sync.sync()
+    expect(a.store.get('notes', 'x')).toBeUndefined() // the delete won
+    const conflicts = await serverStore.conflicts({ limit: 10 })
+    expect(conflicts).toHaveLength(1)
+    expect(conflicts[0]!.loser.metadataJson).toBe('{"e":1}')
+    await b.sync.sync()
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(b.store.digest('notes')).toBe(await serverDigest())
+    // Once the edit has met the delete, the acks let the tombstone go.
+    await a.sync.sync()
+    const late = await serverStore.collectGarbage({
+      nowMs: Date.now(),
+      retentionMs: 3_600_000,
+    })
+    expect(late.removedTombstones).toBe(1)
   })
 
   it('I2: a device restored from a backup that reuses LSNs for other content starts a new epoch and loses nothing', async () => {

@@ -477,6 +477,11 @@ export class SyncClient {
     let conflicts = 0
     let requests = 0
     let epochRenewed = false
+    // The ack must stay below a version skipped for an unpushed local write until that write
+    // has reached the server: a tombstone collected meanwhile would never meet it, and the
+    // delete would be lost without a conflict. A result without a seq holds at the start.
+    const startCursor = store.syncCursor
+    let ackCeiling = Number.POSITIVE_INFINITY
     // During a full resync the cursor lives in memory until the end: a crash midway must
     // leave the old (too old) cursor, so the next round resyncs again and still prunes.
     let resync: { cursor: number; seen: Map<string, Set<string>> } | undefined
@@ -572,15 +577,20 @@ export class SyncClient {
           collection: string
           version: DocumentVersion
         }> = []
+        const seqs: number[] = []
         for (const result of response.results) {
           if (result.version !== undefined) {
             versions.push({
               collection: result.collection,
               version: result.version,
             })
+            seqs.push(result.seq ?? startCursor + 1)
           }
         }
-        for (const change of response.changes) versions.push(change)
+        for (const change of response.changes) {
+          versions.push(change)
+          seqs.push(change.seq)
+        }
         if (batch === undefined && response.hasMore) {
           // A pull page, and more wait: ask for the next one now, from the cursor this page
           // ends at, so the server reads and sends it while this one is applied. Nothing
@@ -593,7 +603,7 @@ export class SyncClient {
           await new Promise((resolve) => setImmediate(resolve))
         }
         try {
-          store.applyServerUpdate({
+          const { skipped } = store.applyServerUpdate({
             versions,
             collections: response.collections,
             ...(batch === undefined
@@ -607,6 +617,8 @@ export class SyncClient {
               ? { durability: 'deferred' as const }
               : {}),
           })
+          for (const position of skipped)
+            ackCeiling = Math.min(ackCeiling, seqs[position]! - 1)
         } catch (error) {
           // The local transaction rolled back, the in-memory in-flight marks did not: the
           // batch (or, once its confirm ran, the one prepared after it) would stay taken
@@ -679,8 +691,11 @@ export class SyncClient {
       store.applyServerUpdate({ versions: [], cursor: resync.cursor })
     }
     const cursor = store.syncCursor
+    // An empty log means every write a skip waited for was pushed, and met what it skipped.
+    const acked =
+      store.outbox.size === 0 ? cursor : Math.min(cursor, ackCeiling)
     await this.#transport.ack(
-      { epoch: store.epoch, cursor },
+      { epoch: store.epoch, cursor: acked },
       signal === undefined ? {} : { signal },
     )
     return {
