@@ -69,6 +69,7 @@ export {
   compareVersionVectors,
   counterOf,
   incrementVersionVector,
+  withCounter,
   mergeVersionVectors,
   parseVersionVector,
   versionVectorEntries,
