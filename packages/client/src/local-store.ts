@@ -4,7 +4,6 @@ import {
   RowBatch,
   CollectionDigest,
   EMPTY_COLLECTION_DIGEST,
-  EMPTY_VERSION_VECTOR,
   ExactVectorIndex,
   HybridLogicalClock,
   VeloSyncError,
@@ -15,7 +14,6 @@ import {
   canonicalMetadata,
   canonicalMetadataJson,
   compileFilter,
-  counterOf,
   describe,
   hashDocumentVersion,
   incrementVersionVector,
@@ -32,7 +30,6 @@ import {
   vectorFromBytes,
   vectorToBytes,
   versionVectorToJson,
-  withCounter,
   type CollectionSchema,
   type CollectionSchemaInput,
   type DocumentVersion,
@@ -297,7 +294,7 @@ export class LocalStore {
     this.#outboxRows = new RowBatch(
       db,
       `INSERT INTO vs_outbox (${OUTBOX_COLUMNS})`,
-      9,
+      8,
     )
     const stored = this.#readStoreValues()
     if (stored.device_id === undefined) {
@@ -450,7 +447,6 @@ export class LocalStore {
     const replica = replicaIdOf(this.deviceId, epoch)
     const pending = this.outbox.entries()
     const digests = new Map<CollectionState, CollectionDigest>()
-    const retired = this.replicaId
     let lsn = this.#lastLsn
     this.#run(() =>
       this.#db
@@ -464,16 +460,12 @@ export class LocalStore {
               entry.docId,
             ) as DocumentRow
             const current = rowToVersion(state.schema, entry.docId, row)
-            // The lost incarnation may have pushed other writes of this document under the
-            // retired replica. Claiming only the counter this write was based on keeps them
-            // concurrent with it, so the server records the conflict instead of overwriting.
-            const based =
-              entry.baseCounter === null
-                ? current.versionVector
-                : withCounter(current.versionVector, retired, entry.baseCounter)
             const version: DocumentVersion = {
               ...current,
-              versionVector: incrementVersionVector(based, replica),
+              versionVector: incrementVersionVector(
+                current.versionVector,
+                replica,
+              ),
               // Later than the version it re-stamps, like any write (see laterThan).
               hlc: laterThan(this.#clock.now(), current.hlc),
               origin: replica,
@@ -490,7 +482,6 @@ export class LocalStore {
               versionVectorToJson(version.versionVector),
               version.hlc.wallMs,
               version.hlc.counter,
-              0, // the new replica's counter before this write
             )
           }
           for (const [state, digest] of digests) {
@@ -1092,11 +1083,12 @@ export class LocalStore {
               receipts.push(undefined)
               continue
             }
-            const priorVector =
+            const versionVector = incrementVersionVector(
               prior === undefined
-                ? EMPTY_VERSION_VECTOR
-                : (JSON.parse(prior.version_vector) as VersionVector)
-            const versionVector = incrementVersionVector(priorVector, replica)
+                ? {}
+                : (JSON.parse(prior.version_vector) as VersionVector),
+              replica,
+            )
             // Later than the version it replaces, even one whose far-future time the
             // clock's bound kept out (see laterThan).
             const hlc =
@@ -1138,7 +1130,6 @@ export class LocalStore {
               versionVectorJson,
               hlc.wallMs,
               hlc.counter,
-              counterOf(priorVector, replica),
             )
             receipts.push({ id: write.id, lsn, versionVector, hlc })
           }
@@ -1411,7 +1402,7 @@ const DOCUMENT_UPSERT_CLAUSE = `ON CONFLICT (collection_id, id) DO UPDATE SET
   version_vector = excluded.version_vector, hlc_wall = excluded.hlc_wall,
   hlc_counter = excluded.hlc_counter, origin = excluded.origin, hash = excluded.hash`
 const OUTBOX_COLUMNS =
-  'lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter, base_counter'
+  'lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter'
 
 function prepareStatements(db: Database.Database) {
   return {
@@ -1475,7 +1466,7 @@ function prepareStatements(db: Database.Database) {
     ),
     deleteOutboxEntry: db.prepare('DELETE FROM vs_outbox WHERE lsn = ?'),
     insertOutbox: db.prepare(
-      `INSERT INTO vs_outbox (${OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO vs_outbox (${OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     selectOutboxDocuments: db.prepare(
       'SELECT DISTINCT doc_id FROM vs_outbox WHERE collection_id = ?',

@@ -26,11 +26,6 @@ export interface OutboxEntry {
   readonly priorExists: boolean
   readonly versionVector: VersionVector
   readonly hlc: HlcTimestamp
-  /**
-   * This replica's counter in the version the document had before its oldest unpushed
-   * write; `null` for an entry logged before schema 2 (unknown).
-   */
-  readonly baseCounter: number | null
 }
 
 /** One operation of a push batch: a log entry with the document version it produced. */
@@ -76,7 +71,6 @@ interface EntryRow {
   version_vector: string
   hlc_wall: number
   hlc_counter: number
-  base_counter: number | null
 }
 
 interface InFlight {
@@ -151,32 +145,19 @@ export class Outbox {
           this.#uncompacted = false
           return { removed: 0, purged: 0 }
         }
-        const rows = (this.#statements.selectAll.all() as EntryRow[]).filter(
-          (row) => !inFlight.some(({ lsns }) => lsns.has(row.lsn)),
-        )
-        const plan = planCompaction(
-          rows.map((row) => ({
+        const pending = (this.#statements.selectAll.all() as EntryRow[])
+          .filter((row) => !inFlight.some(({ lsns }) => lsns.has(row.lsn)))
+          .map((row) => ({
             lsn: row.lsn,
             collection: String(row.collection_id),
             docId: row.doc_id,
             op: row.op,
             priorExists: row.prior_exists === 1,
-          })),
-        )
+          }))
+        const plan = planCompaction(pending)
         // In-flight entries were left out: if they come back (release), the log may again
         // hold two entries for one document, so only a full compaction clears the mark.
         if (inFlight.length === 0) this.#uncompacted = false
-        // The entry kept for a document stands for the writes it replaces, so it takes the
-        // base of the oldest (rows are in LSN order).
-        const removed = new Set(plan.removeLsns)
-        const oldestBase = new Map<string, number | null>()
-        for (const row of rows) {
-          const key = `${row.collection_id}\0${row.doc_id}`
-          if (!oldestBase.has(key)) oldestBase.set(key, row.base_counter)
-          const base = oldestBase.get(key) as number | null
-          if (!removed.has(row.lsn) && base !== row.base_counter)
-            this.#statements.setBaseCounter.run(base, row.lsn)
-        }
         for (const lsn of plan.removeLsns) this.#statements.deleteEntry.run(lsn)
         for (const lsn of plan.clearPriorExists)
           this.#statements.clearPriorExists.run(lsn)
@@ -343,7 +324,6 @@ export class Outbox {
       priorExists: row.prior_exists === 1,
       versionVector: JSON.parse(row.version_vector) as VersionVector,
       hlc: { wallMs: row.hlc_wall, counter: row.hlc_counter },
-      baseCounter: row.base_counter,
     }
   }
 }
@@ -352,8 +332,7 @@ function prepareStatements(db: Database) {
   return {
     count: db.prepare('SELECT count(*) AS n FROM vs_outbox'),
     selectAll: db.prepare(
-      `SELECT lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter,
-              base_counter
+      `SELECT lsn, collection_id, doc_id, op, prior_exists, version_vector, hlc_wall, hlc_counter
        FROM vs_outbox ORDER BY lsn`,
     ),
     selectBatch: db.prepare(
@@ -379,9 +358,6 @@ function prepareStatements(db: Database) {
     deleteThrough: db.prepare('DELETE FROM vs_outbox WHERE lsn <= ?'),
     markMaybeSentThrough: db.prepare(
       'UPDATE vs_outbox SET prior_exists = 1 WHERE lsn <= ?',
-    ),
-    setBaseCounter: db.prepare(
-      'UPDATE vs_outbox SET base_counter = ? WHERE lsn = ?',
     ),
     clearPriorExists: db.prepare(
       'UPDATE vs_outbox SET prior_exists = 0 WHERE lsn = ?',

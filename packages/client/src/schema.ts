@@ -14,10 +14,7 @@ import type { Database } from 'better-sqlite3'
  *                 with the version vector and HLC of the version it produced; the body is
  *                 the document row (compaction keeps one entry per document). No index
  *                 beyond the LSN: it would cost every write a second B-tree insert, and
- *                 its readers (compaction, remote apply) read the whole log anyway.
- *                 base_counter: this replica's counter in the version the document had
- *                 before its oldest unpushed write (compaction keeps the oldest); NULL in
- *                 entries logged before schema 2
+ *                 its readers (compaction, remote apply) read the whole log anyway
  * ```
  */
 const MIGRATIONS: readonly string[] = [
@@ -58,8 +55,6 @@ const MIGRATIONS: readonly string[] = [
     hlc_counter    INTEGER NOT NULL
   ) STRICT;
   `,
-  // 2: what a re-stamp after a restore may claim of the old replica (startNewEpoch).
-  `ALTER TABLE vs_outbox ADD COLUMN base_counter INTEGER;`,
 ]
 
 /** The schema version this code writes; newer files are refused rather than misread. */

@@ -416,9 +416,7 @@ describe('LocalStore.startNewEpoch', () => {
   }) => {
     store.put('docs', { id: 'pushed', vector: vec(1) })
     store.outbox.confirm(store.outbox.takeBatch()!)
-    store.put('docs', { id: 'a', vector: vec(2), metadata: { v: 0 } })
     store.put('docs', { id: 'a', vector: vec(2), metadata: { v: 1 } })
-    store.put('docs', { id: 'pushed', vector: vec(3) })
     store.delete('docs', 'pushed')
     const oldReplica = store.replicaId
     const before = store.get('docs', 'a')!
@@ -435,41 +433,13 @@ describe('LocalStore.startNewEpoch', () => {
     const after = store.get('docs', 'a')!
     expect(after.metadata).toEqual(before.metadata)
     expect(after.origin).toBe(store.replicaId)
-    // Of the retired replica, each keeps only what its oldest unpushed write was based on:
-    // writes the lost incarnation pushed after that stay concurrent with the re-stamp.
-    expect(after.versionVector).toEqual({ [store.replicaId]: 1 })
-    expect(entries[0]!.versionVector).toEqual(after.versionVector)
-    expect(entries[1]!.versionVector).toEqual({
+    expect(after.versionVector).toEqual({
       [oldReplica]: 1,
       [store.replicaId]: 1,
     })
-    expect(entries.map((e) => e.baseCounter)).toEqual([0, 0])
+    expect(entries[0]!.versionVector).toEqual(after.versionVector)
     expect(store.search('docs', vec(2), { k: 1 })[0]?.id).toBe('a')
     expect(store.verify()).toEqual({ ok: true, problems: [] })
-  })
-
-  test('an entry logged before schema 2 has no base: its re-stamp keeps the old counter', ({
-    openStore,
-    tmpDir,
-  }) => {
-    let store = openStore('v1.db')
-    store.createCollection({ name: 'docs', dims: 8 })
-    store.put('docs', { id: 'a', vector: vec(1) })
-    const oldReplica = store.replicaId
-    store.close()
-    // What schema 1 wrote: no base_counter column.
-    const db = new Database(join(tmpDir, 'v1.db'))
-    db.exec('ALTER TABLE vs_outbox DROP COLUMN base_counter')
-    db.pragma('user_version = 1')
-    db.close()
-    store = openStore('v1.db')
-    expect(store.outbox.entries().map((e) => e.baseCounter)).toEqual([null])
-    store.startNewEpoch()
-    expect(store.get('docs', 'a')?.versionVector).toEqual({
-      [oldReplica]: 1,
-      [store.replicaId]: 1,
-    })
-    expect(store.verify().ok).toBe(true)
   })
 
   test('persists the new epoch and refuses while a batch is in flight', ({

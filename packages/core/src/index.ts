@@ -69,7 +69,6 @@ export {
   compareVersionVectors,
   counterOf,
   incrementVersionVector,
-  withCounter,
   mergeVersionVectors,
   parseVersionVector,
   versionVectorEntries,

@@ -59,17 +59,6 @@ export function incrementVersionVector(
   return { ...vector, [replica]: counterOf(vector, replica) + 1 }
 }
 
-/** `vector` with `replica`'s counter set to `count` (the entry dropped at 0). */
-export function withCounter(
-  vector: VersionVector,
-  replica: ReplicaId,
-  count: number,
-): VersionVector {
-  const entries = Object.entries(vector).filter(([key]) => key !== replica)
-  if (count > 0) entries.push([replica, count])
-  return Object.fromEntries(entries)
-}
-
 /** The counter of `replica` in `vector` (0 when absent). */
 export function counterOf(vector: VersionVector, replica: ReplicaId): number {
   return Object.hasOwn(vector, replica) ? (vector[replica] as number) : 0
