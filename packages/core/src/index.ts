@@ -148,6 +148,7 @@ export type {
   PulledVersion,
   PushOp,
   CheckCursorOptions,
+  ReplicaProgress,
   PushOptions,
   PushResult,
   ReplicaRef,

@@ -22,6 +22,7 @@ import {
   type ConflictResolver,
   type ErrorBody,
   type Message,
+  type ReplicaProgress,
   type ReplicaRef,
   type ServerStore,
   type SyncRequest,
@@ -348,27 +349,21 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     const body = await readCheckedBody(request)
     const sync: SyncRequest = decodeSyncRequest(body, format, { deviceId })
     const replica: ReplicaRef = { deviceId, epoch: sync.epoch }
-    // Read only when needed: a request that names its newest LSN, or one from cursor 0
-    // (whether the replica pushed before decides if cursor 0 may skip the horizon).
     const fromZero = sync.cursor === 0 && sync.fullResync !== true
-    const applied =
-      sync.lastLsn !== undefined || fromZero
-        ? await store.appliedLsn(replica)
-        : 0
-    if (sync.lastLsn !== undefined) {
-      if (applied > sync.lastLsn) {
-        throw new VeloSyncError(
-          'lsn_reused',
-          `this server applied LSN ${applied} from replica ${deviceId}.${sync.epoch}, but the device's newest is ${sync.lastLsn}: its store was restored from an older copy; start a new epoch (the sync client does this by itself) and sync again`,
-        )
-      }
+    const progress = await store.replicaProgress(replica)
+    const restored = restoredCopyError(sync, progress)
+    if (restored !== undefined) {
+      throw new VeloSyncError(
+        'lsn_reused',
+        `replica ${deviceId}.${sync.epoch}: ${restored}, so its store was restored from an older copy; start a new epoch (the sync client does this by itself) and sync again`,
+      )
     }
     // The pull below could still refuse the cursor (resync_required) after the push
     // committed; checking it first (and before any collection is created) keeps "an
     // error changes nothing" (DESIGN 7), except for a garbage collection racing in between.
     const pullOptions = { includeEchoes: sync.fullResync === true }
     await store.checkCursor(sync.cursor, {
-      pushedBefore: fromZero && applied > 0,
+      pushedBefore: fromZero && progress.appliedLsn > 0,
     })
     await ensureCollections(sync.collections)
     const pushed = await store.push(replica, sync.push, {
@@ -797,6 +792,25 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
         })
       }),
   }
+}
+
+/**
+ * Why a sync request shows that the device's store went back in time (a restore from an
+ * older copy, or a power loss with relaxed durability), or `undefined`. Either sign
+ * suffices: compaction can hide reused LSNs when the restored store wrote more than its
+ * lost incarnation, but its cursor is still the old one. A device stores its cursor before
+ * it acknowledges it, so a cursor below the acknowledged one cannot happen otherwise; a
+ * full resync starts from 0 on purpose.
+ */
+function restoredCopyError(
+  sync: SyncRequest,
+  progress: ReplicaProgress,
+): string | undefined {
+  if (sync.lastLsn !== undefined && progress.appliedLsn > sync.lastLsn)
+    return `this server applied its LSN ${progress.appliedLsn}, but the device's newest is ${sync.lastLsn}`
+  if (sync.fullResync !== true && sync.cursor < progress.ackedCursor)
+    return `it acknowledged cursor ${progress.ackedCursor}, but now syncs from ${sync.cursor}`
+  return undefined
 }
 
 function schemaMismatch(

@@ -586,6 +586,45 @@ describe('sync over HTTP', () => {
     expect(tablet.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it("I2/I3: a restored device whose writes outnumber its lost incarnation's is noticed by its old cursor", async () => {
+    const token = createToken()
+    await serverStore.createDeviceToken('laptop', hashToken(token))
+    const path = join(dir, 'laptop.db')
+    const open = () => {
+      const store = LocalStore.open({ path, deviceId: 'laptop' })
+      opened.push(store)
+      return {
+        store,
+        sync: new SyncClient(store, {
+          transport: new HttpTransport({ url, token }),
+        }),
+      }
+    }
+    let laptop = open()
+    laptop.store.createCollection({ name: 'notes', dims: DIMS })
+    laptop.store.put('notes', { id: 'x', vector: vec(1), metadata: { v: 0 } })
+    await laptop.sync.sync()
+    laptop.store.close()
+    copyFileSync(path, join(dir, 'laptop-backup.db'))
+    laptop = open()
+    laptop.store.put('notes', { id: 'x', vector: vec(2), metadata: { v: 1 } }) // LSN 2
+    laptop.store.put('notes', { id: 'y', vector: vec(3) }) // LSN 3
+    await laptop.sync.sync()
+    laptop.store.close()
+    copyFileSync(join(dir, 'laptop-backup.db'), path)
+    laptop = open()
+    const oldEpoch = laptop.store.epoch
+    // LSNs 2–4, compacted to 4: no LSN the server applied is pushed again.
+    for (const v of [2, 3, 4])
+      laptop.store.put('notes', { id: 'x', vector: vec(4), metadata: { v } })
+    const round = await laptop.sync.sync()
+    expect(round.resynced).toBe(true)
+    expect(laptop.store.epoch).not.toBe(oldEpoch)
+    expect(laptop.store.get('notes', 'y')).toBeDefined() // its lost incarnation's write
+    expect(laptop.store.get('notes', 'x')?.metadata).toEqual({ v: 4 })
+    expect(laptop.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('a paged pull asks for the next page before applying this one, and a failed apply keeps the cursor', async () => {
     const a = await device('alpha')
     const b = await device('beta')

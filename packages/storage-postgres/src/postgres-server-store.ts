@@ -46,6 +46,7 @@ import {
   type PushPlan,
   type PushResult,
   type ReplicaId,
+  type ReplicaProgress,
   type ReplicaRef,
   type Seq,
   type ServerStore,
@@ -678,16 +679,17 @@ export class PostgresServerStore implements ServerStore {
     )
   }
 
-  async appliedLsn(replica: ReplicaRef): Promise<number> {
+  async replicaProgress(replica: ReplicaRef): Promise<ReplicaProgress> {
     this.#assertOpen()
     const replicaId = replicaIdOfRef(replica)
     const { rows } = await this.#run(() =>
-      this.#pool.query<{ applied_lsn: number }>(
-        'SELECT applied_lsn FROM vs_replicas WHERE replica_id = $1',
+      this.#pool.query<ReplicaProgress>(
+        `SELECT applied_lsn AS "appliedLsn", ack_cursor AS "ackedCursor"
+         FROM vs_replicas WHERE replica_id = $1`,
         [replicaId],
       ),
     )
-    return rows[0]?.applied_lsn ?? 0
+    return rows[0] ?? { appliedLsn: 0, ackedCursor: 0 }
   }
 
   /** Closes every connection (waiting for queries in flight). Idempotent. */

@@ -48,6 +48,7 @@ import {
   type PushPlan,
   type PushResult,
   type ReplicaId,
+  type ReplicaProgress,
   type ReplicaRef,
   type Seq,
   type ServerStore,
@@ -703,11 +704,16 @@ export class SqliteServerStore implements ServerStore {
     if (error !== undefined) throw error
   }
 
-  appliedLsn(replica: ReplicaRef): Promise<number> {
+  replicaProgress(replica: ReplicaRef): Promise<ReplicaProgress> {
     return settle(() => {
       this.#assertOpen()
       const replicaId = replicaIdOfRef(replica)
-      return this.#run(() => this.#appliedLsn(replicaId))
+      const row = this.#run(
+        () =>
+          this.#statements.selectReplicaProgress.get(replicaId) as
+            ReplicaProgress | undefined,
+      )
+      return row ?? { appliedLsn: 0, ackedCursor: 0 }
     })
   }
 
@@ -971,6 +977,10 @@ function prepareStatements(db: Database.Database) {
     ),
     selectReplica: db.prepare(
       'SELECT applied_lsn FROM vs_replicas WHERE replica_id = ?',
+    ),
+    selectReplicaProgress: db.prepare(
+      `SELECT applied_lsn AS appliedLsn, ack_cursor AS ackedCursor
+       FROM vs_replicas WHERE replica_id = ?`,
     ),
     upsertPushedReplica: db.prepare(
       `INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)

@@ -654,11 +654,27 @@ export function describeServerStore(
       })
     })
 
-    it(`${name}: S2 appliedLsn reports the highest LSN applied per replica (0 before any push)`, async () => {
-      expect(await store.appliedLsn(DEVICE_A)).toBe(0)
+    it(`${name}: S2/S7 replicaProgress reports each replica's applied LSN and acknowledged cursor (0 before any)`, async () => {
+      const none = { appliedLsn: 0, ackedCursor: 0 }
+      expect(await store.replicaProgress(DEVICE_A)).toEqual(none)
       await store.push(DEVICE_A, [a.put('a1', 1), a.put('a2', 2)])
-      expect(await store.appliedLsn(DEVICE_A)).toBe(2)
-      expect(await store.appliedLsn(DEVICE_B)).toBe(0)
+      expect(await store.replicaProgress(DEVICE_A)).toEqual({
+        appliedLsn: 2,
+        ackedCursor: 0,
+      })
+      await store.ack(DEVICE_A, 1)
+      expect(await store.replicaProgress(DEVICE_A)).toEqual({
+        appliedLsn: 2,
+        ackedCursor: 1,
+      })
+      await store.ack(DEVICE_B, 2) // acknowledged without pushing
+      expect(await store.replicaProgress(DEVICE_B)).toEqual({
+        appliedLsn: 0,
+        ackedCursor: 2,
+      })
+      expect(
+        await store.replicaProgress({ ...DEVICE_A, epoch: 'ffffffffffffffff' }),
+      ).toEqual(none)
     })
 
     it(`${name}: S5 echo suppression: the pusher pulls none of its own unchanged versions, its cursor advances, others get them`, async () => {

@@ -141,6 +141,14 @@ export interface GarbageCollectionResult {
   readonly horizon: Seq
 }
 
+/** What a store knows of one replica (see {@link ServerStore.replicaProgress}). */
+export interface ReplicaProgress {
+  /** The highest LSN applied (S2); 0 if it never pushed. */
+  readonly appliedLsn: number
+  /** The cursor it last acknowledged (S7); 0 if it never did. */
+  readonly ackedCursor: Seq
+}
+
 /** Options of {@link ServerStore.checkCursor}. */
 export interface CheckCursorOptions {
   /**
@@ -321,10 +329,11 @@ export interface ServerStore {
    */
   checkCursor(cursor: Seq, options?: CheckCursorOptions): Promise<void>
   /**
-   * The highest LSN applied for `replica` (0 if it never pushed). A device reporting a
-   * lower newest LSN was restored from an older copy of its store (S2).
+   * The highest LSN applied for `replica` and the cursor it last acknowledged (0 and 0 for
+   * a replica never seen). A device whose newest LSN is lower than the one, or whose
+   * cursor is lower than the other, was restored from an older copy of its store.
    */
-  appliedLsn(replica: ReplicaRef): Promise<number>
+  replicaProgress(replica: ReplicaRef): Promise<ReplicaProgress>
   /** Releases the store (S12). */
   close(): Promise<void>
 }

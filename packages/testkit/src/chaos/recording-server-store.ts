@@ -11,6 +11,7 @@ import {
   type PushOp,
   type PushOptions,
   type PushResult,
+  type ReplicaProgress,
   type ReplicaRef,
   type Seq,
   type ServerStore,
@@ -108,8 +109,8 @@ export class RecordingServerStore implements ServerStore {
   checkCursor(cursor: Seq, options?: CheckCursorOptions): Promise<void> {
     return this.#inner.checkCursor(cursor, options)
   }
-  appliedLsn(replica: ReplicaRef): Promise<number> {
-    return this.#inner.appliedLsn(replica)
+  replicaProgress(replica: ReplicaRef): Promise<ReplicaProgress> {
+    return this.#inner.replicaProgress(replica)
   }
   close(): Promise<void> {
     return this.#inner.close()

@@ -157,7 +157,8 @@ async function recoverPush(
   intent: Extract<JournalRecord, { kind: 'intent' }>,
 ): Promise<void> {
   const { replica, appliedBefore, ops } = intent
-  if ((await store.appliedLsn(replica)) === appliedBefore) return
+  if ((await store.replicaProgress(replica)).appliedLsn === appliedBefore)
+    return
   // Committed. Each document's stored row and seq, from the whole feed.
   const stored = new Map<string, { seq: number; version: DocumentVersion }>()
   for (let cursor = 0; ;) {
