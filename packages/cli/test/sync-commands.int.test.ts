@@ -3,7 +3,7 @@
  * separate Node processes, over real HTTP on 127.0.0.1 with real SQLite files. Needs
  * `npm run build`.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { isVeloSyncError } from '@velosync/core'
@@ -262,6 +262,35 @@ describe('bad usage of the sync commands exits non-zero with a message', () => {
     expect(result.code).toBe(1)
     expect(result.stderr).toContain(message)
     expect(result.stdout).toBe('')
+  })
+
+  test('a device store given as the server store, or the reverse, is refused and left unchanged', async ({
+    tmpDir,
+  }) => {
+    const device = join(tmpDir, 'device.db')
+    LocalStore.open({ path: device }).close()
+    const before = readFileSync(device)
+    const token = await velosync(
+      'token',
+      'create',
+      '--device',
+      'x',
+      '--db',
+      device,
+    )
+    expect(token.code).toBe(1)
+    expect(token.stderr).toContain(
+      'is a VeloSync device store, not a server store',
+    )
+    expect(readFileSync(device).equals(before)).toBe(true)
+
+    const server = join(tmpDir, 'server.db')
+    await velosync('token', 'create', '--device', 'x', '--db', server)
+    const status = await velosync('status', '--store', server)
+    expect(status.code).toBe(1)
+    expect(status.stderr).toContain(
+      'is a VeloSync server store, not a device store',
+    )
   })
 
   test('serve on a port in use fails with the reason', async ({ tmpDir }) => {

@@ -20,6 +20,7 @@ import {
   invalidArgument,
   isValidatedFor,
   isVeloSyncError,
+  storeKindOf,
   laterThan,
   normalizeCollectionSchema,
   parseVersionVector,
@@ -384,6 +385,13 @@ export class LocalStore {
     let db: Database.Database | undefined
     try {
       db = new Database(options.path)
+      // Before anything writes to it (even the WAL switch changes its header). Tables of
+      // something else are fine: the vs_ prefix lets a store share an app's file.
+      if (storeKindOf(db) === 'server') {
+        throw invalidArgument(
+          `${options.path} is a VeloSync server store, not a device store`,
+        )
+      }
       // 8 KiB pages: a 384-d float32 document (~2 KB) spans fewer pages and WAL frames
       // than with 4 KiB (measured ~20% faster bulk writes). Only takes effect on a new file.
       db.pragma('page_size = 8192')

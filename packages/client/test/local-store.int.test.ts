@@ -5,6 +5,7 @@ import {
   sameRanking,
 } from '@velosync/testkit'
 import Database from 'better-sqlite3'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect } from 'vitest'
 import { LocalStore } from '../src/index.js'
@@ -122,6 +123,31 @@ describe('LocalStore: documents', () => {
     expect(() => openStore('persist.db', { deviceId: 'phone-2' })).toThrow(
       /belongs to device "phone-1"/,
     )
+  })
+
+  test('refuses a server store file and leaves it unchanged', ({
+    openStore,
+    tmpDir,
+  }) => {
+    const path = join(tmpDir, 'server.db')
+    const db = new Database(path)
+    db.exec('CREATE TABLE vs_meta (key TEXT PRIMARY KEY, value INTEGER)')
+    db.close()
+    const before = readFileSync(path)
+    expect(() => openStore('server.db')).toThrow(
+      /is a VeloSync server store, not a device store/,
+    )
+    expect(readFileSync(path).equals(before)).toBe(true)
+    expect(existsSync(`${path}-wal`)).toBe(false)
+  })
+
+  test('shares a file with tables of the app', ({ openStore, tmpDir }) => {
+    const db = new Database(join(tmpDir, 'app.db'))
+    db.exec('CREATE TABLE app_notes (id INTEGER PRIMARY KEY)')
+    db.close()
+    const store = openStore('app.db')
+    store.createCollection({ name: 'docs', dims: 8 })
+    expect(store.listCollections()).toHaveLength(1)
   })
 
   test('a new file gets a new device epoch', ({ openStore }) => {

@@ -130,6 +130,11 @@ export {
   type RowBatchStatement,
 } from './sqlite/row-batch.js'
 export {
+  storeKindOf,
+  type StoreKind,
+  type StoreKindDatabase,
+} from './sqlite/store-kind.js'
+export {
   compareByDefaultRule,
   resolveIncoming,
   type ClockBound,

@@ -19,6 +19,7 @@ import {
   describe,
   invalidArgument,
   isVeloSyncError,
+  storeKindOf,
   normalizeCollectionSchema,
   RowBatch,
   planPush,
@@ -299,6 +300,15 @@ export class SqliteServerStore implements ServerStore {
     let db: Database.Database | undefined
     try {
       db = new Database(options.path)
+      // Before anything writes to it (even the WAL switch changes its header).
+      const kind = storeKindOf(db)
+      if (kind === 'device' || kind === 'foreign') {
+        throw invalidArgument(
+          kind === 'device'
+            ? `${options.path} is a VeloSync device store, not a server store`
+            : `${options.path} holds tables of something else and no VeloSync server store; give a new file (it is left unchanged)`,
+        )
+      }
       // 8 KiB pages hold a 384-d float32 document (~2 KB) in fewer pages; new files only.
       db.pragma('page_size = 8192')
       db.pragma('journal_mode = WAL')

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -147,6 +148,29 @@ describe('SqliteServerStore: the file', () => {
     expect(
       (await store.push(DEVICE, [op(3, 'z', 3)])).results[0]?.outcome,
     ).toBe('duplicate')
+  })
+
+  it('refuses a device store or a file of something else, and leaves it unchanged', () => {
+    for (const [table, message] of [
+      ['vs_store', /is a VeloSync device store, not a server store/],
+      ['app_notes', /holds tables of something else/],
+    ] as const) {
+      const db = new Database(path)
+      db.exec(`DROP TABLE IF EXISTS vs_store; DROP TABLE IF EXISTS app_notes;
+               CREATE TABLE ${table} (key TEXT PRIMARY KEY)`)
+      db.close()
+      const before = readFileSync(path)
+      let error: unknown
+      try {
+        open()
+      } catch (caught) {
+        error = caught
+      }
+      expect(isVeloSyncError(error, 'invalid_argument')).toBe(true)
+      expect((error as Error).message).toMatch(message)
+      expect(readFileSync(path).equals(before)).toBe(true)
+      expect(existsSync(`${path}-wal`)).toBe(false)
+    }
   })
 
   it('refuses a file written by a newer schema version', () => {
