@@ -39,6 +39,14 @@ import {
 import { nodeSha256 } from './node-sha256.js'
 import { hashToken } from './tokens.js'
 
+/**
+ * Vector bytes one pull page may carry (metadata adds at most 64 KiB of text per version):
+ * a page of a 65,536-d float64 collection holds 32 versions, of a 384-d float32 one all
+ * 1,000 a device asks for by default. Without it such a JSON answer outgrew the longest
+ * string V8 can build, and the device could never sync past it.
+ */
+export const PULL_PAGE_VECTOR_BYTES = 16 * 1024 * 1024
+
 /** Default {@link SyncServerOptions.maxBodyBytes}: 32 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 /** Default {@link SyncServerOptions.tombstoneRetentionMs}: 30 days. */
@@ -300,6 +308,22 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     )
   }
 
+  /**
+   * `pullLimit`, lowered so that a page of the widest collection's vectors stays within
+   * {@link PULL_PAGE_VECTOR_BYTES}; a page may be short while `hasMore` is true (S5).
+   */
+  async function pageLimit(pullLimit: number): Promise<number> {
+    let widest = 0
+    for (const { dims, dtype } of await store.listCollections())
+      widest = Math.max(widest, dims * (dtype === 'float64' ? 8 : 4))
+    return widest === 0
+      ? pullLimit
+      : Math.max(
+          1,
+          Math.min(pullLimit, Math.floor(PULL_PAGE_VECTOR_BYTES / widest)),
+        )
+  }
+
   /** Reads, size-checks, digest-checks and un-gzips a request body (in that order). */
   async function readCheckedBody(request: Request): Promise<Uint8Array> {
     const raw = await readBody(request, maxBodyBytes)
@@ -384,7 +408,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     const pulled = await store.pull(
       replica,
       sync.cursor,
-      sync.pullLimit,
+      await pageLimit(sync.pullLimit),
       pullOptions,
     )
     const head = Math.max(pushed.head, await store.head())

@@ -27,7 +27,12 @@ import {
 import { SqliteServerStore } from '@velosync/storage-sqlite'
 import { pack, unpack } from 'msgpackr'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createSyncServer, createToken, hashToken } from '../src/index.js'
+import {
+  PULL_PAGE_VECTOR_BYTES,
+  createSyncServer,
+  createToken,
+  hashToken,
+} from '../src/index.js'
 
 const sha256: Sha256 = (data) =>
   new Uint8Array(createHash('sha256').update(data).digest())
@@ -313,6 +318,40 @@ describe('POST /v1/sync happy paths', () => {
     expect(rebuilt.changes.map((c) => c.version.id)).toEqual(['n1', 'n2'])
     expect(rebuilt.skippedEchoes).toBe(0)
     expect(rebuilt.collections).toEqual([NOTES])
+  })
+
+  it('bounds a pull page by vector bytes: a wide collection gets short pages', async () => {
+    const wide: CollectionSchema = {
+      name: 'wide',
+      dims: 65_536,
+      metric: 'l2',
+      dtype: 'float64',
+    }
+    await store.ensureCollection(wide)
+    const origin = `beta.${EPOCH_B}`
+    const count = Math.floor(PULL_PAGE_VECTOR_BYTES / (wide.dims * 8)) + 3
+    for (let i = 1; i <= count; i++) {
+      await store.push({ deviceId: 'beta', epoch: EPOCH_B }, [
+        {
+          lsn: i,
+          collection: 'wide',
+          version: {
+            ...version(`w${i}`, i),
+            vector: new Float64Array(wide.dims).fill(i),
+            versionVector: { [origin]: 1 },
+            origin,
+          },
+        },
+      ])
+    }
+    const first = await sync(syncRequest({ push: [], pullLimit: 1000 }))
+    expect(first.changes).toHaveLength(count - 3)
+    expect(first.hasMore).toBe(true)
+    const rest = await sync(syncRequest({ push: [], cursor: first.cursor }))
+    expect(rest.changes.map((c) => c.version.id)).toEqual(
+      [count - 2, count - 1, count].map((i) => `w${i}`),
+    )
+    expect(rest.hasMore).toBe(false)
   })
 
   it('answers in the encoding Accept names', async () => {
