@@ -537,6 +537,17 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
       }
     }
     refuseWhileClosing()
+    // HEAD shares this route; a stream nobody reads would keep its subscription and
+    // heartbeat until shutdown, so it gets the headers only.
+    if (call.request.method === 'HEAD') {
+      return new Response(null, {
+        status: 200,
+        headers: {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+        },
+      })
+    }
     let sent = 0
     let pending = 0
     let lastSentAt = Number.NEGATIVE_INFINITY

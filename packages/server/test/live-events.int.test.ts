@@ -228,6 +228,23 @@ describe('GET /v1/events', () => {
     expect(stream.heads()).toEqual([0])
   })
 
+  it("HEAD answers the stream's headers and subscribes nothing", async () => {
+    await start()
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`${base}/v1/events`, {
+        method: 'HEAD',
+        headers: { authorization: `Bearer ${tokens.get('alpha')!}` },
+      })
+      expect(response.status).toBe(200)
+      expect(response.headers.get('content-type')).toMatch(
+        /^text\/event-stream/,
+      )
+    }
+    // Give a leaked stream the time to register, as an opened one would.
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(signal.listenerCount).toBe(0)
+  })
+
   it('a device that hangs up is unsubscribed', async () => {
     await start()
     const stream = await openStream('alpha')
