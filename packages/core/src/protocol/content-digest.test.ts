@@ -30,8 +30,24 @@ describe('Content-Digest', () => {
     const value = header.slice('sha-256='.length)
     const other = `sha-512=:${createHash('sha512').update(body).digest('base64')}:`
     expect(() =>
-      verifyContentDigest(`${other}, SHA-256=${value};x=1`, body, sha256),
+      verifyContentDigest(`${other}, sha-256=${value};x=1`, body, sha256),
     ).not.toThrow()
+  })
+
+  it('reads a repeated sha-256 member as its last (RFC 8941), and keys in lowercase only', () => {
+    const good = contentDigestHeader(body, sha256)
+    const bad = `sha-256=:${encodeBase64(new Uint8Array(32))}:`
+    expect(() =>
+      verifyContentDigest(`${bad}, ${good}`, body, sha256),
+    ).not.toThrow()
+    expect(
+      digestError(() => verifyContentDigest(`${good}, ${bad}`, body, sha256)),
+    ).toBe('digest_mismatch')
+    expect(
+      digestError(() =>
+        verifyContentDigest(good.replace('sha-256', 'SHA-256'), body, sha256),
+      ),
+    ).toBe('digest_mismatch')
   })
 
   it.each([

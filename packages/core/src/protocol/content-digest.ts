@@ -61,20 +61,22 @@ export function verifyContentDigest(
   }
 }
 
-/** The 32 bytes of the `sha-256` member of a digest dictionary, or `undefined`. */
+/**
+ * The 32 bytes of the `sha-256` member of a digest dictionary (RFC 8941: keys are
+ * lowercase, and of repeated keys the last wins), or `undefined` when it has none or a
+ * `sha-256` member is malformed.
+ */
 function parseSha256Member(header: string): Uint8Array | undefined {
   // Members are `key=:base64:` with optional `;param` suffixes, separated by commas. A
   // byte sequence cannot contain a comma, so splitting on commas is exact.
+  let found: Uint8Array | undefined
   for (const member of header.split(',')) {
     const text = member.trim()
-    const eq = text.indexOf('=')
-    if (eq < 0) continue
-    if (text.slice(0, eq).trim().toLowerCase() !== 'sha-256') continue
-    const value = text.slice(eq + 1).trim()
-    const match = /^:([A-Za-z0-9+/=]*):(?:;.*)?$/.exec(value)
-    if (match === null) return undefined
-    const bytes = decodeBase64(match[1] as string)
-    return bytes?.length === 32 ? bytes : undefined
+    if (!text.startsWith('sha-256=')) continue
+    const match = /^:([A-Za-z0-9+/=]*):(?:;.*)?$/.exec(text.slice(8))
+    const bytes = match === null ? undefined : decodeBase64(match[1] as string)
+    if (bytes?.length !== 32) return undefined
+    found = bytes
   }
-  return undefined
+  return found
 }
