@@ -305,6 +305,7 @@ describe('bad usage of the sync commands exits non-zero with a message', () => {
     )
     expect(second.code).toBe(1)
     expect(second.stderr).toContain('EADDRINUSE')
+    expect(existsSync(join(tmpDir, 'b.db'))).toBe(false) // the store it had created
     first.child.kill('SIGTERM')
     expect(await first.exited).toBe(0)
   })

@@ -1,3 +1,4 @@
+import { existsSync, rmSync } from 'node:fs'
 import { createSyncServer } from '@velosync/server'
 import {
   PostgresChangeSignal,
@@ -112,6 +113,11 @@ export async function serve(options: ServeOptions): Promise<void> {
     { name: 'velosync', level: options.logLevel },
     pino.destination({ dest: 2, sync: true }),
   )
+  // A server that never started must not leave behind a store it created.
+  const created =
+    location.kind === 'sqlite' &&
+    location.path !== ':memory:' &&
+    !existsSync(location.path)
   const store = await openServerStore(location)
   // Several processes share a PostgreSQL store: live announcements cross them by
   // LISTEN/NOTIFY. On SQLite the server's in-process default is all there is.
@@ -144,6 +150,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   } catch (error) {
     await changeSignal?.close()
     await store.close()
+    if (created) {
+      for (const suffix of ['', '-wal', '-shm'])
+        rmSync(`${location.path}${suffix}`, { force: true })
+    }
     throw error
   }
 
