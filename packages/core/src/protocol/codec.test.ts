@@ -373,6 +373,14 @@ describe('codec validation (JSON)', () => {
       'a version vector with only a __proto__ key',
       { versionVector: JSON.parse('{"__proto__":1}') as unknown },
     ],
+    [
+      'a version vector with a __proto__ key beside a valid one',
+      {
+        versionVector: JSON.parse(
+          `{"__proto__":{"evil":1},"${ORIGIN}":2}`,
+        ) as unknown,
+      },
+    ],
     ['an empty version vector', { versionVector: {} }],
     ['a version vector counter of 0', { versionVector: { [ORIGIN]: 0 } }],
     ['an empty id', { id: '' }],

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr'
 import type { z } from 'zod'
-import { VeloSyncError, invalidArgument } from '../errors.js'
+import { VeloSyncError, invalidArgument, isVeloSyncError } from '../errors.js'
 import type { CollectionSchema } from '../model/collection.js'
 import type { DocumentVersion } from '../model/document-version.js'
 import { assertDocumentId, replicaIdOf } from '../model/ids.js'
@@ -344,15 +344,30 @@ function conflictsToWire(message: ConflictsResponse, vector: VectorOut) {
 /** Parses the body into plain data, or throws `malformed_body`. */
 function parseBody(bytes: Uint8Array, format: WireFormat): unknown {
   try {
-    if (format === 'json') return JSON.parse(utf8Decoder.decode(bytes))
+    if (format === 'json') {
+      const text = utf8Decoder.decode(bytes)
+      // JSON.parse keeps a "__proto__" key as data, but the schema drops it unseen: a
+      // version vector could lose an entry. No such key is valid in any message.
+      return text.includes('"__proto__"')
+        ? JSON.parse(text, refuseProtoKey)
+        : JSON.parse(text)
+    }
     return packr.unpack(bytes)
   } catch (error) {
+    if (isVeloSyncError(error)) throw error
     throw new VeloSyncError(
       'malformed_body',
       `the body is not valid ${format === 'json' ? 'JSON' : 'MessagePack'}: ${error instanceof Error ? error.message : String(error)}`,
       { cause: error },
     )
   }
+}
+
+/** A `JSON.parse` reviver that refuses `"__proto__"` keys (see parseBody). */
+function refuseProtoKey(key: string, value: unknown): unknown {
+  if (key === '__proto__')
+    throw invalidArgument('a "__proto__" key is not allowed in a message')
+  return value
 }
 
 /** Checks `protocol` before the schema, so that another version gets its own error. */
