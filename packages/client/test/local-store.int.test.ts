@@ -141,6 +141,20 @@ describe('LocalStore: documents', () => {
     expect(existsSync(`${path}-wal`)).toBe(false)
   })
 
+  test('opens a device store that an older server store gave a vs_schema_migrations table', ({
+    openStore,
+    tmpDir,
+  }) => {
+    const store = openStore('damaged.db')
+    store.createCollection({ name: 'docs', dims: 8 })
+    store.put('docs', { id: 'kept', vector: vec(1) })
+    store.close()
+    const db = new Database(join(tmpDir, 'damaged.db'))
+    db.exec('CREATE TABLE vs_schema_migrations (version INTEGER PRIMARY KEY)')
+    db.close()
+    expect(openStore('damaged.db').outbox.size).toBe(1)
+  })
+
   test('shares a file with tables of the app', ({ openStore, tmpDir }) => {
     const db = new Database(join(tmpDir, 'app.db'))
     db.exec('CREATE TABLE app_notes (id INTEGER PRIMARY KEY)')

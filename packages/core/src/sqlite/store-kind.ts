@@ -22,9 +22,11 @@ export function storeKindOf(db: StoreKindDatabase): StoreKind {
       .pluck()
       .all() as string[],
   )
-  // vs_meta alone marks a server store from before vs_schema_migrations existed.
+  // vs_store first: an older server store added vs_schema_migrations to a device store
+  // given to it by mistake, and that device store must still open. vs_meta alone marks a
+  // server store from before vs_schema_migrations existed.
+  if (tables.has('vs_store')) return 'device'
   if (tables.has('vs_schema_migrations') || tables.has('vs_meta'))
     return 'server'
-  if (tables.has('vs_store')) return 'device'
   return tables.size === 0 ? 'empty' : 'foreign'
 }
