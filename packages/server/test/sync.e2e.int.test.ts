@@ -666,6 +666,42 @@ describe('sync over HTTP', () => {
     expect(b.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('two clients of one store take turns, so neither looks like a restored store', async () => {
+    const writer = await device('alpha')
+    writer.store.putMany(
+      'notes',
+      Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, vector: vec(i) })),
+    )
+    await writer.sync.sync()
+    const reader = await device('beta')
+    const epoch = reader.store.epoch
+    let slowFirstPage = true
+    const slow: SyncTransport = {
+      async sync(request, options) {
+        const response = await reader.transport.sync(request, options)
+        if (slowFirstPage) {
+          slowFirstPage = false
+          await new Promise((resolve) => setTimeout(resolve, 200))
+        }
+        return response
+      },
+      ack: (request, options) => reader.transport.ack(request, options),
+    }
+    const background = new SyncClient(reader.store, {
+      transport: slow,
+      pullLimit: 10,
+    })
+    const button = new SyncClient(reader.store, {
+      transport: reader.transport,
+      pullLimit: 10,
+    })
+    const rounds = await Promise.all([background.sync(), button.sync()])
+    expect(rounds.map((round) => round.resynced)).toEqual([false, false])
+    expect(reader.store.epoch).toBe(epoch)
+    expect(reader.store.count('notes')).toBe(40)
+    expect(reader.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('a caller aborting its wait for a queued round does not abort the round for the others', async () => {
     const a = await device('alpha')
     let release!: () => void

@@ -454,7 +454,7 @@ export class SyncClient {
   async #runRound(signal: AbortSignal | undefined): Promise<SyncRoundResult> {
     this.#coveredHead = this.#announcedHead
     try {
-      const result = await this.#exchange(signal)
+      const result = await this.#exclusiveExchange(signal)
       this.#lastSyncAtMs = this.#now()
       this.#lastError = undefined
       this.#failures = 0
@@ -466,6 +466,39 @@ export class SyncClient {
       this.#failures++
       this.#emit('error', failure)
       throw failure
+    }
+  }
+
+  /**
+   * {@link #exchange}, after any other client's exchange on the same store: interleaved,
+   * two rounds would move the cursor back and forth, and the server would take a page
+   * asked for below a cursor already acknowledged for a restored store.
+   */
+  async #exclusiveExchange(
+    signal: AbortSignal | undefined,
+  ): Promise<SyncRoundResult> {
+    const store = this.#store
+    for (
+      let running = exchangesByStore.get(store);
+      running !== undefined;
+      running = exchangesByStore.get(store)
+    ) {
+      await untilAborted(
+        running.then(
+          () => undefined,
+          () => undefined,
+        ),
+        signal,
+      )
+    }
+    // Registered in the same step as the check above, so no other round slips in between.
+    const exchange = this.#exchange(signal)
+    exchangesByStore.set(store, exchange)
+    try {
+      return await exchange
+    } finally {
+      if (exchangesByStore.get(store) === exchange)
+        exchangesByStore.delete(store)
     }
   }
 
@@ -727,6 +760,9 @@ export class SyncClient {
     }
   }
 }
+
+/** The exchange running on each store, whichever client runs it. */
+const exchangesByStore = new WeakMap<LocalStore, Promise<SyncRoundResult>>()
 
 /** Resolves after `ms`, or at once when `signal` aborts; never keeps a process alive. */
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
