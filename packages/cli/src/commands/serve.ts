@@ -1,4 +1,4 @@
-import { existsSync, rmSync } from 'node:fs'
+import { lstatSync, rmSync } from 'node:fs'
 import { createSyncServer } from '@velosync/server'
 import {
   PostgresChangeSignal,
@@ -113,11 +113,12 @@ export async function serve(options: ServeOptions): Promise<void> {
     { name: 'velosync', level: options.logLevel },
     pino.destination({ dest: 2, sync: true }),
   )
-  // A server that never started must not leave behind a store it created.
+  // A server that never started must not leave behind a store it created. lstat, not
+  // exists: a dangling symlink is something the user made, not ours to remove.
   const created =
     location.kind === 'sqlite' &&
     location.path !== ':memory:' &&
-    !existsSync(location.path)
+    lstatSync(location.path, { throwIfNoEntry: false }) === undefined
   const store = await openServerStore(location)
   // Several processes share a PostgreSQL store: live announcements cross them by
   // LISTEN/NOTIFY. On SQLite the server's in-process default is all there is.
