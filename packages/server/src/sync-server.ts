@@ -22,6 +22,8 @@ import {
   type ConflictResolver,
   type ErrorBody,
   type Message,
+  type PullResult,
+  type PulledVersion,
   type ReplicaProgress,
   type ReplicaRef,
   type ServerStore,
@@ -46,6 +48,13 @@ import { hashToken } from './tokens.js'
  * string V8 can build, and the device could never sync past it.
  */
 export const PULL_PAGE_VECTOR_BYTES = 16 * 1024 * 1024
+
+/**
+ * Document bytes (vectors, metadata text, ids) one pull answer may carry. The vector bound
+ * keeps ordinary pages far below it, but metadata (up to 64 KiB of text per version) could
+ * still make a page of thousands longer than a JSON answer can be.
+ */
+export const PULL_PAGE_BODY_BYTES = 64 * 1024 * 1024
 
 /** Default {@link SyncServerOptions.maxBodyBytes}: 32 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -405,11 +414,13 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
           logger.warn({ err: error }, 'announcing a new head failed'),
         )
     }
-    const pulled = await store.pull(
-      replica,
-      sync.cursor,
-      await pageLimit(sync.pullLimit),
-      pullOptions,
+    const pulled = withinPageBudget(
+      await store.pull(
+        replica,
+        sync.cursor,
+        await pageLimit(sync.pullLimit),
+        pullOptions,
+      ),
     )
     const head = Math.max(pushed.head, await store.head())
 
@@ -827,6 +838,27 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
         })
       }),
   }
+}
+
+/**
+ * `pulled`, cut after the last version that keeps it within {@link PULL_PAGE_BODY_BYTES}
+ * (never before the first): the cursor stops there and `hasMore` tells the device to go
+ * on. Echoes past the cut are counted again by the next page.
+ */
+function withinPageBudget(pulled: PullResult): PullResult {
+  let bytes = 0
+  for (const [index, { version }] of pulled.versions.entries()) {
+    bytes +=
+      version.id.length +
+      (version.metadataJson?.length ?? 0) +
+      (version.vector?.byteLength ?? 0)
+    if (bytes > PULL_PAGE_BODY_BYTES && index > 0) {
+      const versions = pulled.versions.slice(0, index)
+      const last = versions[index - 1] as PulledVersion
+      return { ...pulled, versions, cursor: last.seq, hasMore: true }
+    }
+  }
+  return pulled
 }
 
 /**

@@ -28,6 +28,7 @@ import { SqliteServerStore } from '@velosync/storage-sqlite'
 import { pack, unpack } from 'msgpackr'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  PULL_PAGE_BODY_BYTES,
   PULL_PAGE_VECTOR_BYTES,
   createSyncServer,
   createToken,
@@ -352,6 +353,41 @@ describe('POST /v1/sync happy paths', () => {
       [count - 2, count - 1, count].map((i) => `w${i}`),
     )
     expect(rest.hasMore).toBe(false)
+  })
+
+  it('cuts a pull page at its document bytes: big metadata gets short pages', async () => {
+    const text = 'm'.repeat(65_000)
+    const perVersion = 5 + text.length + 10 + 16 // id, metadata, vector
+    const count = Math.floor(PULL_PAGE_BODY_BYTES / perVersion) + 40
+    for (let first = 1; first <= count; first += 100) {
+      const ops = []
+      for (let lsn = first; lsn < Math.min(first + 100, count + 1); lsn++) {
+        ops.push({
+          lsn,
+          collection: 'notes',
+          version: version(`m${lsn}`, lsn, {
+            metadataJson: `{"t":"${text}"}`,
+            versionVector: { [`alpha.${EPOCH_A}`]: 1 },
+          }),
+        })
+      }
+      await store.ensureCollection(NOTES)
+      await store.push({ deviceId: 'alpha', epoch: EPOCH_A }, ops)
+    }
+    const asB = { format: 'msgpack' as const, token: tokenB }
+    const request = { epoch: EPOCH_B, push: [], pullLimit: 10_000 }
+    const first = await sync(syncRequest(request), asB)
+    expect(first.changes.length).toBeLessThan(count)
+    expect(first.changes.length).toBeGreaterThan(count - 100)
+    expect(first.hasMore).toBe(true)
+    const rest = await sync(
+      syncRequest({ ...request, cursor: first.cursor }),
+      asB,
+    )
+    expect(rest.hasMore).toBe(false)
+    expect([...first.changes, ...rest.changes].map((c) => c.seq)).toEqual(
+      Array.from({ length: count }, (_, i) => i + 1),
+    )
   })
 
   it('answers in the encoding Accept names', async () => {
