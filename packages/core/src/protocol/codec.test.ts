@@ -423,6 +423,20 @@ describe('codec validation (JSON)', () => {
     expect(decode(wireRequest({}, top))).toBe('invalid_argument')
   })
 
+  it('rejects a __proto__ key spelt with escapes', () => {
+    const text = JSON.stringify(
+      wireRequest({ versionVector: { [ORIGIN]: 2, placeholder: 1 } }),
+    ).replace('"placeholder"', '"\\u005f_proto__"')
+    expect(text).toContain('\\u005f_proto__')
+    expect(
+      codeOf(() =>
+        decodeSyncRequest(new TextEncoder().encode(text), 'json', {
+          deviceId: 'dev1',
+        }),
+      ),
+    ).toBe('invalid_argument')
+  })
+
   it('rejects LSNs that do not strictly increase', () => {
     const data = wireRequest()
     const op = data.push[0]!

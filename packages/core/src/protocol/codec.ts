@@ -347,8 +347,9 @@ function parseBody(bytes: Uint8Array, format: WireFormat): unknown {
     if (format === 'json') {
       const text = utf8Decoder.decode(bytes)
       // JSON.parse keeps a "__proto__" key as data, but the schema drops it unseen: a
-      // version vector could lose an entry. No such key is valid in any message.
-      return text.includes('"__proto__"')
+      // version vector could lose an entry. No such key is valid in any message. Only a
+      // text holding the name, or an escape that could spell it, pays for the reviver.
+      return text.includes('__proto__') || text.includes('\\u')
         ? JSON.parse(text, refuseProtoKey)
         : JSON.parse(text)
     }

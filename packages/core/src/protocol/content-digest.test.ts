@@ -44,6 +44,9 @@ describe('Content-Digest', () => {
       digestError(() => verifyContentDigest(`${good}, ${bad}`, body, sha256)),
     ).toBe('digest_mismatch')
     expect(
+      digestError(() => verifyContentDigest(`${good}, sha-256`, body, sha256)),
+    ).toBe('digest_mismatch')
+    expect(
       digestError(() =>
         verifyContentDigest(good.replace('sha-256', 'SHA-256'), body, sha256),
       ),
