@@ -3,7 +3,8 @@
  * separate Node processes, over real HTTP on 127.0.0.1 with real SQLite files. Needs
  * `npm run build`.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { HttpTransport, LocalStore, SyncClient } from '@velosync/client'
 import { isVeloSyncError } from '@velosync/core'
@@ -245,6 +246,34 @@ describe('velosync demo (sync)', () => {
       expect(existsSync(removed!)).toBe(false)
     },
   )
+})
+
+describe('velosync demo (interrupted)', () => {
+  test('SIGTERM mid-demo removes its files and exits 143', async ({
+    tmpDir,
+  }) => {
+    const temp = join(tmpDir, 'tmp')
+    mkdirSync(temp)
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'demo', '--docs', '100000', '--dims', '16'],
+      {
+        env: { ...process.env, TMPDIR: temp },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('close', resolve),
+    )
+    // Started: its directory exists and it has begun to write.
+    await new Promise<void>((resolve) =>
+      child.stdout.once('data', () => resolve()),
+    )
+    expect(readdirSync(temp)).toHaveLength(1)
+    child.kill('SIGTERM')
+    expect(await exited).toBe(143)
+    expect(readdirSync(temp)).toEqual([])
+  })
 })
 
 describe('bad usage of the sync commands exits non-zero with a message', () => {

@@ -148,6 +148,14 @@ export async function runSyncDemo(
   assertDemoSize(options.docs, options.dims)
   const root = mkdtempSync(join(tmpdir(), 'velosync-demo-'))
   const cleanup: Array<() => Promise<void> | void> = []
+  // Ctrl-C or a kill must not leave the demo's files behind either (unless --keep). The
+  // exit codes are the shell's for a death by that signal.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    if (!options.keep) rmSync(root, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', interrupted)
+  process.once('SIGTERM', interrupted)
   try {
     await runStory(root, options, print, cleanup)
   } finally {
@@ -161,6 +169,8 @@ export async function runSyncDemo(
         )
       }
     }
+    process.off('SIGINT', interrupted)
+    process.off('SIGTERM', interrupted)
     if (options.keep) {
       print(`\nKept ${root}:`)
       print(`  velosync status --store ${join(root, 'laptop', 'device.db')}`)
