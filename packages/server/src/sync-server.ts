@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import {
@@ -334,8 +335,13 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   }
 
   /** Reads, size-checks, digest-checks and un-gzips a request body (in that order). */
-  async function readCheckedBody(request: Request): Promise<Uint8Array> {
-    const raw = await readBody(request, maxBodyBytes)
+  async function readCheckedBody(call: Call): Promise<Uint8Array> {
+    const { request } = call
+    // Served by @hono/node-server, the Node request is at hand: read it directly.
+    const incoming = (
+      call.context.env as { incoming?: IncomingMessage } | undefined
+    )?.incoming
+    const raw = await readBody(request, maxBodyBytes, incoming)
     verifyContentDigest(request.headers.get('content-digest'), raw, nodeSha256)
     return decodeContentEncoding(
       raw,
@@ -379,7 +385,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
 
   async function handleSync(call: Call): Promise<Response> {
     const { request, deviceId, format, responseFormat } = call
-    const body = await readCheckedBody(request)
+    const body = await readCheckedBody(call)
     const sync: SyncRequest = decodeSyncRequest(body, format, { deviceId })
     const replica: ReplicaRef = { deviceId, epoch: sync.epoch }
     const fromZero = sync.cursor === 0 && sync.fullResync !== true
@@ -470,7 +476,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   }
 
   async function handleAck(call: Call): Promise<Response> {
-    const body = await readCheckedBody(call.request)
+    const body = await readCheckedBody(call)
     const ack = decodeAckRequest(body, call.format)
     const deviceId = call.deviceId
     await store.ack({ deviceId, epoch: ack.epoch }, ack.cursor)
