@@ -68,6 +68,9 @@ interface ThroughputRow {
   readonly dims: number
   readonly runs: number
   readonly docsPerSec: number
+  /** The slowest and the fastest run: how much the shared machine moved meanwhile. */
+  readonly slowestDocsPerSec: number
+  readonly fastestDocsPerSec: number
   readonly medianMs: number
   readonly wireBytesPerDoc: number
   readonly rawBytesPerDoc: number
@@ -181,9 +184,12 @@ async function main(): Promise<void> {
         if (run > 0) results.push(result)
       }
       for (const name of ['push', 'pull'] as const) {
-        const medianMs = median(
-          results.map((r) => (name === 'push' ? r.pushMs : r.pullMs)),
+        const times = results.map((r) =>
+          name === 'push' ? r.pushMs : r.pullMs,
         )
+        const medianMs = median(times)
+        const perSec = (ms: number): number =>
+          Math.round(docCount / (ms / 1000))
         const wireBytesPerDoc =
           median(
             results.map((r) => (name === 'push' ? r.pushBytes : r.pullBytes)),
@@ -195,7 +201,9 @@ async function main(): Promise<void> {
           docs: docCount,
           dims,
           runs,
-          docsPerSec: Math.round(docCount / (medianMs / 1000)),
+          docsPerSec: perSec(medianMs),
+          slowestDocsPerSec: perSec(Math.max(...times)),
+          fastestDocsPerSec: perSec(Math.min(...times)),
           medianMs: round(medianMs, 1),
           wireBytesPerDoc: round(wireBytesPerDoc, 1),
           rawBytesPerDoc: round(rawBytesPerDoc, 1),
@@ -390,13 +398,13 @@ function printTable(rows: readonly Row[]): void {
     `sync over HTTP on 127.0.0.1, server ${serverPlace === 'child' ? 'in a child process' : 'in this process'}: ` +
       `${docCount} docs × ${dims}-d float32, median of ${runs} runs`,
     '',
-    'name       format          docs/s  wire B/doc  raw B/doc  wire/raw  target',
+    'name       format          docs/s  runs from–to   wire B/doc  raw B/doc  wire/raw  target',
   ]
   for (const row of rows) {
     if (row.name === 'idle-pull') {
       const ok = row.wireBytes <= TARGET_IDLE_BYTES
       lines.push(
-        `${row.name.padEnd(10)} ${row.format.padEnd(14)} ${'—'.padStart(7)}  ${`${row.wireBytes} B total`.padStart(10)}  ` +
+        `${row.name.padEnd(10)} ${row.format.padEnd(14)} ${'—'.padStart(7)}  ${''.padStart(13)}  ${`${row.wireBytes} B total`.padStart(10)}  ` +
           `${''.padStart(9)}  ${''.padStart(8)}  ${ok ? 'ok' : 'MISSED'} (≤ ${TARGET_IDLE_BYTES} B)`,
       )
       continue
@@ -408,6 +416,7 @@ function printTable(rows: readonly Row[]): void {
         : ''
     lines.push(
       `${row.name.padEnd(10)} ${row.format.padEnd(14)} ${String(row.docsPerSec).padStart(7)}  ` +
+        `${`${row.slowestDocsPerSec}–${row.fastestDocsPerSec}`.padStart(13)}  ` +
         `${row.wireBytesPerDoc.toFixed(0).padStart(10)}  ${row.rawBytesPerDoc.toFixed(0).padStart(9)}  ` +
         `${row.wireToRaw.toFixed(2).padStart(8)}  ${target}`.trimEnd(),
     )
