@@ -62,6 +62,16 @@ function readIncoming(
   incoming: IncomingMessage,
   maxBytes: number,
 ): Promise<Uint8Array> {
+  // A client gone during the work before (authentication) leaves a stream that will
+  // never emit 'end' or 'close' again.
+  if (incoming.destroyed || incoming.readableEnded) {
+    return Promise.reject(
+      new VeloSyncError(
+        'malformed_body',
+        'the request body could not be read: the connection closed before it',
+      ),
+    )
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let total = 0

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import {
@@ -338,10 +338,13 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   async function readCheckedBody(call: Call): Promise<Uint8Array> {
     const { request } = call
     // Served by @hono/node-server, the Node request is at hand: read it directly.
-    const incoming = (
-      call.context.env as { incoming?: IncomingMessage } | undefined
-    )?.incoming
-    const raw = await readBody(request, maxBodyBytes, incoming)
+    const incoming = (call.context.env as { incoming?: unknown } | undefined)
+      ?.incoming
+    const raw = await readBody(
+      request,
+      maxBodyBytes,
+      incoming instanceof IncomingMessage ? incoming : undefined,
+    )
     verifyContentDigest(request.headers.get('content-digest'), raw, nodeSha256)
     return decodeContentEncoding(
       raw,
@@ -799,18 +802,19 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   )
   app.onError((error, c) => respondError(c.req.raw, error, 'json'))
 
-  const fetch = async (request: Request): Promise<Response> => {
-    const response = await app.fetch(request)
+  // `incoming` is Node's request when @hono/node-server serves (see readCheckedBody).
+  const serve = async (request: Request, env?: object): Promise<Response> => {
+    const response = await app.fetch(request, env)
     if (closing) response.headers.set('connection', 'close')
     return response
   }
 
   return {
-    fetch,
+    fetch: (request) => serve(request),
     listen: ({ port, host = '127.0.0.1' }) =>
       new Promise((resolve, reject) => {
         const server = createAdaptorServer({
-          fetch,
+          fetch: serve,
           overrideGlobalObjects: false,
         })
         server.once('error', reject)
