@@ -702,6 +702,31 @@ describe('sync over HTTP', () => {
     expect(reader.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it("a round waiting for another client's rounds on its store gets its turn", async () => {
+    const d = await device('alpha')
+    const busy = new SyncClient(d.store, { transport: d.transport })
+    const other = new SyncClient(d.store, { transport: d.transport })
+    // "Sync now" pressed again and again: the busy client always has a round queued.
+    let stop = false
+    const pressing = (async () => {
+      while (!stop) {
+        void busy.sync().catch(() => undefined)
+        await new Promise((resolve) => setTimeout(resolve, 1))
+      }
+    })()
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      d.store.put('notes', { id: 'x', vector: vec(1) })
+      const round = await other.sync({ signal: AbortSignal.timeout(3000) })
+      expect(round.pushed).toBeLessThanOrEqual(1)
+    } finally {
+      stop = true
+      await pressing
+      await busy.sync()
+    }
+    expect(d.store.outbox.size).toBe(0)
+  })
+
   it('a caller aborting its wait for a queued round does not abort the round for the others', async () => {
     const a = await device('alpha')
     let release!: () => void

@@ -477,28 +477,21 @@ export class SyncClient {
   async #exclusiveExchange(
     signal: AbortSignal | undefined,
   ): Promise<SyncRoundResult> {
-    const store = this.#store
-    for (
-      let running = exchangesByStore.get(store);
-      running !== undefined;
-      running = exchangesByStore.get(store)
-    ) {
-      await untilAborted(
-        running.then(
-          () => undefined,
-          () => undefined,
-        ),
-        signal,
-      )
-    }
-    // Registered in the same step as the check above, so no other round slips in between.
-    const exchange = this.#exchange(signal)
-    exchangesByStore.set(store, exchange)
+    // First come, first served: each round queues behind the one before it. A round
+    // that gives up waiting (its signal aborted) still holds its place until the round
+    // before it ends, so the next never overlaps that one.
+    const before = turnsByStore.get(this.#store) ?? Promise.resolve()
+    let done!: () => void
+    const mine = new Promise<void>((resolve) => (done = resolve))
+    turnsByStore.set(
+      this.#store,
+      before.then(() => mine),
+    )
     try {
-      return await exchange
+      await untilAborted(before, signal)
+      return await this.#exchange(signal)
     } finally {
-      if (exchangesByStore.get(store) === exchange)
-        exchangesByStore.delete(store)
+      done()
     }
   }
 
@@ -761,8 +754,8 @@ export class SyncClient {
   }
 }
 
-/** The exchange running on each store, whichever client runs it. */
-const exchangesByStore = new WeakMap<LocalStore, Promise<SyncRoundResult>>()
+/** Per store, settles when the last round queued on it (by any client) has ended. */
+const turnsByStore = new WeakMap<LocalStore, Promise<void>>()
 
 /** Resolves after `ms`, or at once when `signal` aborts; never keeps a process alive. */
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
