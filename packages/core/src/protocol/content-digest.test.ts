@@ -46,6 +46,9 @@ describe('Content-Digest', () => {
     expect(
       digestError(() => verifyContentDigest(`${good}, sha-256`, body, sha256)),
     ).toBe('digest_mismatch')
+    expect(() =>
+      verifyContentDigest(`sha-256, ${good}`, body, sha256),
+    ).not.toThrow()
     expect(
       digestError(() =>
         verifyContentDigest(good.replace('sha-256', 'SHA-256'), body, sha256),

@@ -72,8 +72,12 @@ function parseSha256Member(header: string): Uint8Array | undefined {
   let found: Uint8Array | undefined
   for (const member of header.split(',')) {
     const text = member.trim()
-    // A bare key is the boolean true: a sha-256 member, and not a byte sequence.
-    if (text === 'sha-256' || text.startsWith('sha-256;')) return undefined
+    // A bare key is the boolean true: a sha-256 member without a digest, until a later
+    // one replaces it.
+    if (text === 'sha-256' || text.startsWith('sha-256;')) {
+      found = undefined
+      continue
+    }
     if (!text.startsWith('sha-256=')) continue
     const match = /^:([A-Za-z0-9+/=]*):(?:;.*)?$/.exec(text.slice(8))
     const bytes = match === null ? undefined : decodeBase64(match[1] as string)
