@@ -480,17 +480,25 @@ export class SyncClient {
     // First come, first served: each round queues behind the one before it. A round
     // that gives up waiting (its signal aborted) still holds its place until the round
     // before it ends, so the next never overlaps that one.
-    const before = turnsByStore.get(this.#store) ?? Promise.resolve()
+    let turns = turnsByStore.get(this.#store)
+    if (turns === undefined)
+      turnsByStore.set(
+        this.#store,
+        (turns = { last: Promise.resolve(), open: 0 }),
+      )
+    const before = turns.last
+    // With no round running or waiting, this one starts at once, in the caller's step: a
+    // write made right after sync() is then the next round's, as with one client.
+    const mustWait = turns.open > 0
     let done!: () => void
     const mine = new Promise<void>((resolve) => (done = resolve))
-    turnsByStore.set(
-      this.#store,
-      before.then(() => mine),
-    )
+    turns.last = before.then(() => mine)
+    turns.open++
     try {
-      await untilAborted(before, signal)
+      if (mustWait) await untilAborted(before, signal)
       return await this.#exchange(signal)
     } finally {
+      turns.open--
       done()
     }
   }
@@ -754,8 +762,14 @@ export class SyncClient {
   }
 }
 
-/** Per store, settles when the last round queued on it (by any client) has ended. */
-const turnsByStore = new WeakMap<LocalStore, Promise<void>>()
+/**
+ * Per store: `last` settles when the last round queued on it (by any client) has ended;
+ * `open` counts the rounds running or waiting there.
+ */
+const turnsByStore = new WeakMap<
+  LocalStore,
+  { last: Promise<void>; open: number }
+>()
 
 /** Resolves after `ms`, or at once when `signal` aborts; never keeps a process alive. */
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
