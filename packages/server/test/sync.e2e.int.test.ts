@@ -13,7 +13,7 @@ import {
   type SyncTransport,
 } from '@velosync/client'
 import { SqliteServerStore } from '@velosync/storage-sqlite'
-import { PROTOCOL_VERSION } from '@velosync/core'
+import { PROTOCOL_VERSION, type SyncRequest } from '@velosync/core'
 import { seededRandom } from '@velosync/testkit'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createSyncServer, createToken, hashToken } from '../src/index.js'
@@ -78,20 +78,38 @@ async function device(
   }
 }
 
-/** `transport`, but the answer to its first push is lost after the server committed it. */
-function losingFirstPushAnswer(transport: SyncTransport): SyncTransport {
-  let drop = true
+/**
+ * `transport`, but once, after the answer to the first request that `matches` arrived,
+ * `then` runs before the answer is handed on (and may throw it away).
+ */
+function afterFirstAnswer(
+  transport: SyncTransport,
+  matches: (request: SyncRequest) => boolean,
+  then: () => void | Promise<void>,
+): SyncTransport {
+  let armed = true
   return {
     async sync(request, options) {
       const response = await transport.sync(request, options)
-      if (drop && request.push.length > 0) {
-        drop = false
-        throw new Error('connection reset after the server committed')
+      if (armed && matches(request)) {
+        armed = false
+        await then()
       }
       return response
     },
     ack: (request, options) => transport.ack(request, options),
   }
+}
+
+/** `transport`, but the answer to its first push is lost after the server committed it. */
+function losingFirstPushAnswer(transport: SyncTransport): SyncTransport {
+  return afterFirstAnswer(
+    transport,
+    (request) => request.push.length > 0,
+    () => {
+      throw new Error('connection reset after the server committed')
+    },
+  )
 }
 
 function vec(seed: number): number[] {
@@ -460,18 +478,13 @@ describe('sync over HTTP', () => {
     b.store.delete('notes', 'x')
     await b.sync.sync()
     // a edits x while its pull of the delete is on the wire: the delete is skipped.
-    let editDuringPull = true
-    const editing: SyncTransport = {
-      async sync(request, options) {
-        const response = await a.transport.sync(request, options)
-        if (editDuringPull && request.push.length === 0) {
-          editDuringPull = false
-          a.store.put('notes', { id: 'x', vector: vec(2), metadata: { e: 1 } })
-        }
-        return response
+    const editing = afterFirstAnswer(
+      a.transport,
+      (request) => request.push.length === 0,
+      () => {
+        a.store.put('notes', { id: 'x', vector: vec(2), metadata: { e: 1 } })
       },
-      ack: (request, options) => a.transport.ack(request, options),
-    }
+    )
     await new SyncClient(a.store, { transport: editing }).sync()
     expect(a.store.outbox.size).toBe(1) // the edit waits for the next round
     // Every device has seen the delete's seq; only a's ack can keep its tombstone alive.
@@ -675,18 +688,11 @@ describe('sync over HTTP', () => {
     await writer.sync.sync()
     const reader = await device('beta')
     const epoch = reader.store.epoch
-    let slowFirstPage = true
-    const slow: SyncTransport = {
-      async sync(request, options) {
-        const response = await reader.transport.sync(request, options)
-        if (slowFirstPage) {
-          slowFirstPage = false
-          await new Promise((resolve) => setTimeout(resolve, 200))
-        }
-        return response
-      },
-      ack: (request, options) => reader.transport.ack(request, options),
-    }
+    const slow = afterFirstAnswer(
+      reader.transport,
+      () => true,
+      () => new Promise<void>((resolve) => setTimeout(resolve, 200)),
+    )
     const background = new SyncClient(reader.store, {
       transport: slow,
       pullLimit: 10,
