@@ -79,6 +79,30 @@ async function device(
 }
 
 /**
+ * A device whose store file is closed and reopened (or replaced by a backup) during the
+ * test: `open()` opens `path` again with a fresh sync client, under one token.
+ */
+async function reopenable(name: string): Promise<{
+  path: string
+  open: () => { store: LocalStore; sync: SyncClient }
+}> {
+  const token = createToken()
+  await serverStore.createDeviceToken(name, hashToken(token))
+  const path = join(dir, `${name}.db`)
+  const open = () => {
+    const store = LocalStore.open({ path, deviceId: name })
+    opened.push(store)
+    return {
+      store,
+      sync: new SyncClient(store, {
+        transport: new HttpTransport({ url, token }),
+      }),
+    }
+  }
+  return { path, open }
+}
+
+/**
  * `transport`, but once, after the answer to the first request that `matches` arrived,
  * `then` runs before the answer is handed on (and may throw it away).
  */
@@ -511,19 +535,7 @@ describe('sync over HTTP', () => {
   })
 
   it('I2: a device restored from a backup that reuses LSNs for other content starts a new epoch and loses nothing', async () => {
-    const token = createToken()
-    await serverStore.createDeviceToken('phone', hashToken(token))
-    const path = join(dir, 'phone.db')
-    const open = () => {
-      const store = LocalStore.open({ path, deviceId: 'phone' })
-      opened.push(store)
-      return {
-        store,
-        sync: new SyncClient(store, {
-          transport: new HttpTransport({ url, token }),
-        }),
-      }
-    }
+    const { path, open } = await reopenable('phone')
     let phone = open()
     phone.store.createCollection({ name: 'notes', dims: DIMS })
     phone.store.put('notes', { id: 'x', vector: vec(1) })
@@ -566,19 +578,7 @@ describe('sync over HTTP', () => {
   })
 
   it('I2/I3: a device restored from a backup with nothing pending gets back what its lost incarnation pushed', async () => {
-    const token = createToken()
-    await serverStore.createDeviceToken('tablet', hashToken(token))
-    const path = join(dir, 'tablet.db')
-    const open = () => {
-      const store = LocalStore.open({ path, deviceId: 'tablet' })
-      opened.push(store)
-      return {
-        store,
-        sync: new SyncClient(store, {
-          transport: new HttpTransport({ url, token }),
-        }),
-      }
-    }
+    const { path, open } = await reopenable('tablet')
     let tablet = open()
     tablet.store.createCollection({ name: 'notes', dims: DIMS })
     tablet.store.put('notes', { id: 'x', vector: vec(1), metadata: { v: 1 } })
@@ -600,19 +600,7 @@ describe('sync over HTTP', () => {
   })
 
   it("I2/I3: a restored device whose writes outnumber its lost incarnation's is noticed by its old cursor", async () => {
-    const token = createToken()
-    await serverStore.createDeviceToken('laptop', hashToken(token))
-    const path = join(dir, 'laptop.db')
-    const open = () => {
-      const store = LocalStore.open({ path, deviceId: 'laptop' })
-      opened.push(store)
-      return {
-        store,
-        sync: new SyncClient(store, {
-          transport: new HttpTransport({ url, token }),
-        }),
-      }
-    }
+    const { path, open } = await reopenable('laptop')
     let laptop = open()
     laptop.store.createCollection({ name: 'notes', dims: DIMS })
     laptop.store.put('notes', { id: 'x', vector: vec(1), metadata: { v: 0 } })
