@@ -423,7 +423,7 @@ export class SqliteServerStore implements ServerStore {
               replicaId,
               prepared,
               {
-                appliedLsn: this.#appliedLsn(replicaId),
+                appliedLsn: this.#replicaProgress(replicaId).appliedLsn,
                 head: this.#meta('head'),
                 storedDocument: (collection, id) =>
                   stored.get(collection)?.get(id),
@@ -718,12 +718,7 @@ export class SqliteServerStore implements ServerStore {
     return settle(() => {
       this.#assertOpen()
       const replicaId = replicaIdOfRef(replica)
-      const row = this.#run(
-        () =>
-          this.#statements.selectReplicaProgress.get(replicaId) as
-            ReplicaProgress | undefined,
-      )
-      return row ?? { appliedLsn: 0, ackedCursor: 0 }
+      return this.#run(() => this.#replicaProgress(replicaId))
     })
   }
 
@@ -757,10 +752,10 @@ export class SqliteServerStore implements ServerStore {
     this.#checkpointTimer.unref()
   }
 
-  #appliedLsn(replicaId: ReplicaId): number {
-    const row = this.#statements.selectReplica.get(replicaId) as
-      { applied_lsn: number } | undefined
-    return row?.applied_lsn ?? 0
+  #replicaProgress(replicaId: ReplicaId): ReplicaProgress {
+    const row = this.#statements.selectReplicaProgress.get(replicaId) as
+      ReplicaProgress | undefined
+    return row ?? { appliedLsn: 0, ackedCursor: 0 }
   }
 
   /**
@@ -984,9 +979,6 @@ function prepareStatements(db: Database.Database) {
               (SELECT count(*) FROM vs_documents
                WHERE seq > @cursor AND unchanged_from = @replica
                  AND seq < coalesce((SELECT seq FROM next), 9223372036854775807)) AS echoes`,
-    ),
-    selectReplica: db.prepare(
-      'SELECT applied_lsn FROM vs_replicas WHERE replica_id = ?',
     ),
     selectReplicaProgress: db.prepare(
       `SELECT applied_lsn AS appliedLsn, ack_cursor AS ackedCursor
