@@ -55,8 +55,8 @@ export async function readBody(
 }
 
 /**
- * {@link readBody} from Node's own request stream: a web stream wrapped around it costs
- * ~8 ms per 10,000 pushed documents in chunk hand-offs, a tenth of a push's HTTP work.
+ * {@link readBody} from Node's own request stream: the web stream wrapped around it cost
+ * ~0.8 ms of CPU per 2 MB body in chunk hand-offs (~8 ms per 10,000 pushed documents).
  */
 function readIncoming(
   incoming: IncomingMessage,
