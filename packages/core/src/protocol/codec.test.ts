@@ -452,6 +452,37 @@ describe('codec validation (JSON)', () => {
     ).toBe('malformed_body')
   })
 
+  it('keeps no field the schema does not name, in the HLC or elsewhere', () => {
+    const data = wireRequest({
+      hlc: { wallMs: 1, counter: 0, extra: 1 },
+      extra: 'ignored',
+    })
+    const request = decodeSyncRequest(raw(data, 'json'), 'json', {
+      deviceId: 'dev1',
+    })
+    expect(request.push[0]?.version.hlc).toEqual({ wallMs: 1, counter: 0 })
+    expect(Object.keys(request.push[0]!.version).sort()).toEqual(
+      [
+        'deleted',
+        'hlc',
+        'id',
+        'metadataJson',
+        'origin',
+        'vector',
+        'versionVector',
+      ].sort(),
+    )
+  })
+
+  it('names the bad field of one bad op among valid ones', () => {
+    const data = wireRequest()
+    const valid = data.push[0]!
+    data.push = [valid, { ...valid, lsn: 2, hlc: { wallMs: -1, counter: 0 } }]
+    expect(() =>
+      decodeSyncRequest(raw(data, 'json'), 'json', { deviceId: 'dev1' }),
+    ).toThrow(/push\.1\.hlc\.wallMs/)
+  })
+
   it('rejects a vector whose bytes decode to NaN in MessagePack too', () => {
     const data = wireRequest({
       vector: new Uint8Array(new Float32Array([1, Number.NaN]).buffer),

@@ -36,6 +36,14 @@ import {
   type SyncResponse,
 } from './messages.js'
 import { PROTOCOL_VERSION } from './protocol-version.js'
+import {
+  isWireChange,
+  isWirePushOp,
+  isWireResult,
+  type WireChange,
+  type WirePushOp,
+  type WireResult,
+} from './wire-guards.js'
 
 /**
  * The two encodings of the protocol.
@@ -401,6 +409,59 @@ function validate<S extends z.ZodType>(
   )
 }
 
+/**
+ * The sync messages without their bulk arrays. The arrays' elements are checked by the
+ * guards of `wire-guards.ts`, which allocate nothing; the message goes through its full
+ * schema only when a guard says no, so that the error names the field.
+ */
+const ENVELOPES = {
+  json: envelopesOf(JSON_SCHEMAS),
+  msgpack: envelopesOf(MSGPACK_SCHEMAS),
+}
+
+function envelopesOf(schemas: typeof JSON_SCHEMAS | typeof MSGPACK_SCHEMAS) {
+  return {
+    request: schemas.SyncRequest.omit({ push: true }),
+    response: schemas.SyncResponse.omit({ results: true, changes: true }),
+  }
+}
+
+function validateSyncRequest(data: unknown, format: WireFormat) {
+  const push = fieldOf(data, 'push')
+  if (Array.isArray(push) && push.every((op) => isWirePushOp(op, format))) {
+    const envelope = validate(ENVELOPES[format].request, data, 'sync request')
+    return { ...envelope, push: push as readonly WirePushOp[] }
+  }
+  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
+  return validate(schemas.SyncRequest, data, 'sync request')
+}
+
+function validateSyncResponse(data: unknown, format: WireFormat) {
+  const results = fieldOf(data, 'results')
+  const changes = fieldOf(data, 'changes')
+  if (
+    Array.isArray(results) &&
+    Array.isArray(changes) &&
+    results.every((result) => isWireResult(result, format)) &&
+    changes.every((change) => isWireChange(change, format))
+  ) {
+    const envelope = validate(ENVELOPES[format].response, data, 'sync response')
+    return {
+      ...envelope,
+      results: results as readonly WireResult[],
+      changes: changes as readonly WireChange[],
+    }
+  }
+  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
+  return validate(schemas.SyncResponse, data, 'sync response')
+}
+
+function fieldOf(data: unknown, key: string): unknown {
+  return typeof data === 'object' && data !== null
+    ? (data as Record<string, unknown>)[key]
+    : undefined
+}
+
 /** The collection specs of a message, by name; a name declared twice must agree. */
 function collectionMap(
   specs: readonly CollectionSchema[],
@@ -500,9 +561,10 @@ function toDocumentVersion(
       deleted: wire.deleted,
       vector,
       metadataJson,
-      // Fresh objects from the schema's parse, owned (and frozen) from here on.
+      // An object of this decode's own (its every key checked), frozen from here on. The
+      // HLC is rebuilt: a guard lets unknown keys through, the schema would drop them.
       versionVector: wire.versionVector,
-      hlc: wire.hlc,
+      hlc: { wallMs: wire.hlc.wallMs, counter: wire.hlc.counter },
       origin,
     },
     schema,
@@ -566,8 +628,7 @@ export function decodeSyncRequest(
 ): SyncRequest {
   const data = parseBody(bytes, format)
   checkProtocol(data)
-  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
-  const wire = validate(schemas.SyncRequest, data, 'sync request')
+  const wire = validateSyncRequest(data, format)
   const origin = replicaIdOf(options.deviceId, wire.epoch)
   const collections = collectionMap(wire.collections)
   const push: PushOp[] = []
@@ -621,8 +682,7 @@ export function decodeSyncResponse(
 ): SyncResponse {
   const data = parseBody(bytes, format)
   checkProtocol(data)
-  const schemas = format === 'json' ? JSON_SCHEMAS : MSGPACK_SCHEMAS
-  const wire = validate(schemas.SyncResponse, data, 'sync response')
+  const wire = validateSyncResponse(data, format)
   const collections = collectionMap(wire.collections)
   const results = wire.results.map((result, i): OpResult => {
     const version =

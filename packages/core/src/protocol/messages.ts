@@ -13,15 +13,15 @@ import { PROTOCOL_VERSION } from './protocol-version.js'
 
 // The same patterns as model/ids.ts. They are repeated here because a schema has to carry
 // them for the JSON Schema description that pins the protocol version.
-const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/
+export const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/
 const EPOCH = /^[0-9a-f]{8,32}$/
 /**
  * `<deviceId>.<epoch>`. The pattern also keeps keys such as `__proto__` out of version
  * vectors, which would otherwise reach object literals built from untrusted input.
  */
-const REPLICA_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[0-9a-f]{8,32}$/
+export const REPLICA_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[0-9a-f]{8,32}$/
 // eslint-disable-next-line no-control-regex -- NUL is exactly what this pattern rejects
-const NO_NUL = /^[^\u0000]*$/
+export const NO_NUL = /^[^\u0000]*$/
 
 /** Largest `pullLimit` a sync request may ask for. */
 export const MAX_PULL_LIMIT = 10_000
@@ -49,13 +49,16 @@ export const CollectionSpecSchema = z.object({
   dtype: z.enum(['float32', 'float64']),
 })
 
-const outcomeSchema = z.enum([
+/** The outcomes a push result can report. */
+export const OUTCOMES = [
   'applied',
   'duplicate',
   'stale',
   'conflict_won',
   'conflict_lost',
-])
+] as const
+
+const outcomeSchema = z.enum(OUTCOMES)
 
 /**
  * Builds every message schema around one representation of vector bytes: a base64 string
