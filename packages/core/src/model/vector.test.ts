@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { isVeloSyncError } from '../errors.js'
 import type { CollectionSchema } from './collection.js'
-import { inverseNorm, newVector, toStoredVector } from './vector.js'
+import {
+  VectorSlab,
+  inverseNorm,
+  newVector,
+  toStoredVector,
+  vectorFromBytes,
+} from './vector.js'
 
 const schema = (
   dtype: 'float32' | 'float64',
@@ -54,5 +60,34 @@ describe('inverseNorm', () => {
   it('is 1 / the Euclidean norm, or 0 for a zero vector', () => {
     expect(inverseNorm(new Float64Array([3, 4]))).toBe(0.2)
     expect(inverseNorm(new Float32Array([0, 0]))).toBe(0)
+  })
+})
+
+describe('vectorFromBytes with a slab', () => {
+  it('copies vectors at odd offsets into aligned, separate memory', () => {
+    const slab = new VectorSlab()
+    const message = new Uint8Array(1 + 3 * 12 + 2 * 24)
+    const view = new DataView(message.buffer)
+    for (let i = 0; i < 3; i++) view.setFloat32(1 + i * 4, i + 0.5, true)
+    for (let i = 0; i < 3; i++) view.setFloat64(13 + i * 8, -i, true)
+    const a = vectorFromBytes(message.subarray(1, 13), 'float32', 3, slab)
+    const b = vectorFromBytes(message.subarray(13, 37), 'float64', 3, slab)
+    const c = vectorFromBytes(message.subarray(1, 13), 'float32', 3, slab)
+    expect([...a]).toEqual([0.5, 1.5, 2.5])
+    expect([...b]).toEqual([-0, -1, -2])
+    expect(b.byteOffset % 8).toBe(0)
+    // Shared chunk, separate bytes: writing one leaves the others and the message alone.
+    expect(a.buffer).toBe(c.buffer)
+    a[0] = 9
+    expect([...c]).toEqual([0.5, 1.5, 2.5])
+    expect(view.getFloat32(1, true)).toBe(0.5)
+  })
+
+  it('gives a request larger than a chunk a chunk of its own', () => {
+    const slab = new VectorSlab()
+    const small = slab.take(16)
+    const large = slab.take(3 << 20)
+    expect(large.byteLength).toBe(3 << 20)
+    expect(large.buffer).not.toBe(small.buffer)
   })
 })

@@ -12,6 +12,7 @@ import {
 import { counterOf } from '../model/version-vector.js'
 import { markValidated } from '../model/validated-version.js'
 import {
+  VectorSlab,
   checkVectorValues,
   vectorFromBytes,
   vectorToBytes,
@@ -500,8 +501,8 @@ function toDocumentVersion(
   origin: string,
   collections: ReadonlyMap<string, CollectionSchema>,
   where: string,
-  metadataUse: 'parsed' | 'text' = 'parsed',
-  vectorUse: 'view' | 'own' = 'view',
+  metadataUse: 'parsed' | 'text',
+  vectors: VectorSlab | 'own',
 ): DocumentVersion {
   const schema = collections.get(wire.collection)
   if (schema === undefined) {
@@ -528,19 +529,25 @@ function toDocumentVersion(
   let metadataJson: string | null = null
   let metadata: JsonObject | undefined
   if (wire.vector !== null && wire.metadata !== null) {
-    // A view into the message is free, but keeps the whole message alive with it: a
-    // version the caller may keep for long ('own') gets bytes of its own.
+    // A view into the message (or its slab, at an odd offset) is cheap, but keeps the
+    // whole message alive with it: a version the caller may keep for long ('own') gets
+    // bytes of its own.
     const bytes =
       typeof wire.vector === 'string'
         ? decodeBase64(wire.vector)
-        : vectorUse === 'own'
+        : vectors === 'own'
           ? new Uint8Array(wire.vector) // a copy (a Buffer's slice() would be a view)
           : wire.vector
     if (bytes === undefined) {
       throw invalidArgument(`${where}.vector: not canonical base64`)
     }
     try {
-      vector = vectorFromBytes(bytes, schema.dtype, schema.dims)
+      vector = vectorFromBytes(
+        bytes,
+        schema.dtype,
+        schema.dims,
+        vectors === 'own' ? undefined : vectors,
+      )
     } catch {
       throw invalidArgument(
         `${where}.vector: collection ${schema.name} has ${schema.dims} × ${schema.dtype} (${schema.dims * (schema.dtype === 'float32' ? 4 : 8)} bytes), got ${bytes.length} bytes`,
@@ -632,6 +639,7 @@ export function decodeSyncRequest(
   const origin = replicaIdOf(options.deviceId, wire.epoch)
   const collections = collectionMap(wire.collections)
   const push: PushOp[] = []
+  const slab = new VectorSlab()
   let previousLsn = 0
   for (let i = 0; i < wire.push.length; i++) {
     const op = wire.push[i] as (typeof wire.push)[number]
@@ -647,6 +655,7 @@ export function decodeSyncRequest(
       collections,
       `push.${i}`,
       'text',
+      slab,
     )
     // A pushed version is a write of the pushing replica, so its vector counts it. Checked
     // here, before the server creates any declared collection (an error changes nothing).
@@ -684,6 +693,7 @@ export function decodeSyncResponse(
   checkProtocol(data)
   const wire = validateSyncResponse(data, format)
   const collections = collectionMap(wire.collections)
+  const slab = new VectorSlab()
   const results = wire.results.map((result, i): OpResult => {
     const version =
       result.version === undefined
@@ -693,6 +703,8 @@ export function decodeSyncResponse(
             result.version.origin,
             collections,
             `results.${i}.version`,
+            'parsed',
+            slab,
           )
     return {
       lsn: result.lsn,
@@ -711,6 +723,8 @@ export function decodeSyncResponse(
       change.origin,
       collections,
       `changes.${i}`,
+      'parsed',
+      slab,
     ),
   }))
   return {
