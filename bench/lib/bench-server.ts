@@ -1,5 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import { createAdaptorServer } from '@hono/node-server'
+import { createServer, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { createSyncServer } from '@velosync/server'
 import { SqliteServerStore } from '@velosync/storage-sqlite'
@@ -32,50 +31,39 @@ export interface BenchServer {
 export async function startBenchServer(
   config: BenchServerConfig,
 ): Promise<BenchServer> {
-  let server: Server
-  let closeServer: () => Promise<void>
-  let digestOf: (collection: string) => Promise<string | undefined>
-  if (config.mode === 'velosync') {
-    const store = SqliteServerStore.open({
-      path: join(config.dir, 'server.db'),
-      synchronous: config.synchronous,
-    })
-    for (const { deviceId, tokenHash } of config.devices) {
-      await store.createDeviceToken(deviceId, tokenHash)
-    }
-    // The sync server's own fetch handler on a Node server made here, so that its sockets
-    // can be counted (SyncServer.listen does the same, without the counter).
-    const sync = createSyncServer({ store, auth: { mode: 'token' } })
-    server = createAdaptorServer({
-      fetch: (request: Request) => sync.fetch(request),
-      overrideGlobalObjects: false,
-    }) as Server
-    digestOf = (collection) => store.digest(collection)
-    closeServer = async () => {
-      await closeHttpServer(server)
-      await store.close()
-    }
-  } else {
+  if (config.mode === 'naive') {
     const naive = startNaiveServer(config.dir, config.batch)
-    server = naive.server
-    digestOf = () => Promise.resolve(undefined)
-    closeServer = naive.close
+    const counter = new SocketByteCounter(naive.server)
+    const port = await listen(naive.server)
+    return {
+      url: `http://127.0.0.1:${port}`,
+      bytes: (reset = false) => Promise.resolve(counter.bytes(reset)),
+      digest: () => Promise.resolve(undefined),
+      close: naive.close,
+    }
   }
-  const counter = new SocketByteCounter(server)
-  const port = await listen(server)
-  return {
-    url: `http://127.0.0.1:${port}`,
-    bytes: (reset = false) => Promise.resolve(counter.bytes(reset)),
-    digest: digestOf,
-    close: closeServer,
-  }
-}
-
-function closeHttpServer(server: Server): Promise<void> {
-  return new Promise<void>((done, fail) => {
-    server.close((error) => (error === undefined ? done() : fail(error)))
-    server.closeAllConnections()
+  const store = SqliteServerStore.open({
+    path: join(config.dir, 'server.db'),
+    synchronous: config.synchronous,
   })
+  for (const { deviceId, tokenHash } of config.devices) {
+    await store.createDeviceToken(deviceId, tokenHash)
+  }
+  // The server `velosync serve` runs; its Node server lets the sockets be counted.
+  const listening = await createSyncServer({
+    store,
+    auth: { mode: 'token' },
+  }).listen({ port: 0 })
+  const counter = new SocketByteCounter(listening.server)
+  return {
+    url: `http://127.0.0.1:${listening.port}`,
+    bytes: (reset = false) => Promise.resolve(counter.bytes(reset)),
+    digest: (collection) => store.digest(collection),
+    close: async () => {
+      await listening.close()
+      await store.close()
+    },
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { IncomingMessage } from 'node:http'
+import { IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdaptorServer } from '@hono/node-server'
 import {
@@ -153,14 +153,14 @@ export interface SyncServer {
   /**
    * Listens on `port` (0: any free port) of `host` (default `127.0.0.1`).
    *
-   * @returns the bound port and a `close()` that ends the open live streams, stops
-   *   listening and waits for a running garbage collection. The store stays open: its
-   *   owner closes it.
+   * @returns the bound port, the Node server (for what only it offers, such as socket
+   *   events) and a `close()` that ends the open live streams, stops listening and waits
+   *   for a running garbage collection. The store stays open: its owner closes it.
    */
   listen(options: {
     port: number
     host?: string
-  }): Promise<{ port: number; close(): Promise<void> }>
+  }): Promise<{ port: number; server: Server; close(): Promise<void> }>
 }
 
 /** What a route handler gets: the request after authentication and negotiation. */
@@ -813,10 +813,11 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     fetch: (request) => serve(request),
     listen: ({ port, host = '127.0.0.1' }) =>
       new Promise((resolve, reject) => {
+        // Without createServer options the adapter makes a node:http server.
         const server = createAdaptorServer({
           fetch: serve,
           overrideGlobalObjects: false,
-        })
+        }) as Server
         server.once('error', reject)
         server.listen(port, host, () => {
           server.off('error', reject)
@@ -825,6 +826,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
           logger.info({ host, port: bound }, 'sync server listening')
           resolve({
             port: bound,
+            server,
             close: () =>
               new Promise<void>((done, fail) => {
                 // Open streams would hold close() open forever; ending them tells their
