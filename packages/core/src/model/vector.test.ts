@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { isVeloSyncError } from '../errors.js'
 import type { CollectionSchema } from './collection.js'
 import {
@@ -89,5 +89,36 @@ describe('vectorFromBytes with a slab', () => {
     const large = slab.take(3 << 20)
     expect(large.byteLength).toBe(3 << 20)
     expect(large.buffer).not.toBe(small.buffer)
+  })
+})
+
+describe('vectorFromBytes on a big-endian host', () => {
+  it('reads each vector from its own bytes, slab or not', async () => {
+    // The module tells the byte order by how a Uint16Array stores 1: make it say "big".
+    const RealUint16Array = Uint16Array
+    vi.stubGlobal(
+      'Uint16Array',
+      class extends RealUint16Array {
+        constructor(values: number[]) {
+          super(values)
+          if (values[0] === 1) this[0] = 0x0100
+        }
+      },
+    )
+    vi.resetModules()
+    const bigEndian = await import('./vector.js')
+    vi.unstubAllGlobals()
+    const misaligned = (...values: number[]) => {
+      const message = new Uint8Array(values.length * 4 + 1)
+      const view = new DataView(message.buffer)
+      values.forEach((value, i) => view.setFloat32(1 + i * 4, value, true))
+      return message.subarray(1)
+    }
+    const slab = new bigEndian.VectorSlab()
+    const read = (...values: number[]) => [
+      ...bigEndian.vectorFromBytes(misaligned(...values), 'float32', 2, slab),
+    ]
+    expect(read(1, 2)).toEqual([1, 2])
+    expect(read(3, 4)).toEqual([3, 4])
   })
 })

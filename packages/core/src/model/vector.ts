@@ -161,20 +161,22 @@ export function vectorFromBytes(
       `vector bytes: expected ${dims * width} bytes for ${dims} × ${dtype}, got ${bytes.byteLength}`,
     )
   }
-  if (IS_LITTLE_ENDIAN && bytes.byteOffset % width === 0) {
-    return dtype === 'float32'
-      ? new Float32Array(bytes.buffer, bytes.byteOffset, dims)
-      : new Float64Array(bytes.buffer, bytes.byteOffset, dims)
-  }
-  // Copy into aligned memory: the source may be a view at any offset.
-  const copy = slab?.take(bytes.byteLength) ?? new Uint8Array(bytes.byteLength)
-  copy.set(bytes)
   if (IS_LITTLE_ENDIAN) {
+    if (bytes.byteOffset % width === 0) {
+      return dtype === 'float32'
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, dims)
+        : new Float64Array(bytes.buffer, bytes.byteOffset, dims)
+    }
+    // Copy into aligned memory: the source may be a view at any offset.
+    const copy =
+      slab?.take(bytes.byteLength) ?? new Uint8Array(bytes.byteLength)
+    copy.set(bytes)
     return dtype === 'float32'
       ? new Float32Array(copy.buffer, copy.byteOffset, dims)
       : new Float64Array(copy.buffer, copy.byteOffset, dims)
   }
-  const view = new DataView(copy.buffer)
+  // A big-endian host reads each value into an array of its own: nothing to copy first.
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const out =
     dtype === 'float32' ? new Float32Array(dims) : new Float64Array(dims)
   for (let i = 0; i < dims; i++) {
