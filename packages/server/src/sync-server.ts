@@ -507,10 +507,10 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   async function handleConflicts(call: Call): Promise<Response> {
     const { request, responseFormat } = call
     const query = new URL(request.url).searchParams
-    const collection = query.get('collection') ?? undefined
-    const afterSeq = queryInteger(query.get('after'), 'after', 0, 0)
+    const collection = queryValue(query, 'collection') ?? undefined
+    const afterSeq = queryInteger(queryValue(query, 'after'), 'after', 0, 0)
     const limit = queryInteger(
-      query.get('limit'),
+      queryValue(query, 'limit'),
       'limit',
       DEFAULT_CONFLICTS_LIMIT,
       1,
@@ -903,6 +903,17 @@ function schemaMismatch(
 }
 
 /** A query parameter as an integer in [min, max], or `fallback` when absent. */
+/** A query parameter given at most once: which of two values was meant is not for us to guess. */
+function queryValue(query: URLSearchParams, name: string): string | null {
+  const values = query.getAll(name)
+  if (values.length > 1) {
+    throw invalidArgument(
+      `query parameter ${name} is given ${values.length} times; give it once`,
+    )
+  }
+  return values[0] ?? null
+}
+
 function queryInteger(
   text: string | null,
   name: string,

@@ -750,6 +750,12 @@ describe('bad input: right status and code, store unchanged (DESIGN 7)', () => {
       400,
       'invalid_argument',
     ],
+    [
+      'a conflicts limit given twice',
+      () => get('/v1/conflicts?limit=5&limit=abc'),
+      400,
+      'invalid_argument',
+    ],
     ['an unknown route', () => get('/v1/nothing'), 404, 'not_found'],
   ]
 
