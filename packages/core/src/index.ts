@@ -218,6 +218,7 @@ export {
   decodeSyncResponse,
   encodeMessage,
   encodePushAhead,
+  encodedPushPrefix,
   negotiate,
   type DecodeSyncRequestOptions,
   type EncodedPush,

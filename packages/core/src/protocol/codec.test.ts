@@ -13,6 +13,7 @@ import {
   decodeSyncResponse,
   encodeMessage,
   encodePushAhead,
+  encodedPushPrefix,
   negotiate,
   type WireFormat,
 } from './codec.js'
@@ -167,6 +168,14 @@ describe.each(FORMATS)('codec (%s)', (format) => {
     if (format === 'msgpack') {
       // Same entries, so the same size; the bytes differ only in order.
       expect(spliced.length).toBe(encodeMessage(message, format).length)
+      // It starts with the prefix a transport hashes ahead: 8 entries, push first.
+      const prefix = Buffer.concat(encodedPushPrefix(ahead, 8))
+      expect(Buffer.from(spliced.subarray(0, prefix.length))).toEqual(prefix)
+      expect(
+        Buffer.from(encodedPushPrefix(ahead, 7)[0]!).equals(
+          prefix.subarray(0, 3),
+        ),
+      ).toBe(false)
     }
     // Bytes encoded for other ops (even equal ones) are not used.
     const other = encodePushAhead([])

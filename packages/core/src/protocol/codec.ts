@@ -208,9 +208,10 @@ export function encodePushAhead(push: readonly PushOp[]): EncodedPush {
 const PUSH_KEY = packr.pack('push')
 
 /**
- * A request map encoded without `push`, with `ahead`'s ops added as its last entry.
+ * A request map encoded without `push`, with `ahead`'s ops added as its first entry.
  * MessagePack is concatenative (a map is its entry count, then keys and values), so the
- * entry is appended and the count raised by one.
+ * entry goes in after a new header. First, so that the body's first bytes do not depend on
+ * the other fields' values: see {@link encodedPushPrefix}.
  */
 function withEncodedPush(map: Uint8Array, ahead: EncodedPush): Uint8Array {
   let count: number
@@ -227,16 +228,33 @@ function withEncodedPush(map: Uint8Array, ahead: EncodedPush): Uint8Array {
       'msgpackr wrote a map with an unexpected header',
     )
   }
-  const out = new Uint8Array(
-    3 + entries.length + PUSH_KEY.length + ahead.bytes.length,
-  )
-  out[0] = 0xde // map16
-  out[1] = (count + 1) >> 8
-  out[2] = (count + 1) & 0xff
-  out.set(entries, 3)
-  out.set(PUSH_KEY, 3 + entries.length)
-  out.set(ahead.bytes, 3 + entries.length + PUSH_KEY.length)
+  const prefix = encodedPushPrefix(ahead, count + 1)
+  let length = entries.length
+  for (const part of prefix) length += part.length
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const part of prefix) {
+    out.set(part, at)
+    at += part.length
+  }
+  out.set(entries, at)
   return out
+}
+
+/**
+ * The first bytes of a binary sync request that carries `ahead` and has `fields` entries
+ * in all, `push` included (the request of a `SyncClient` has 7: protocol, epoch,
+ * collections, cursor, pullLimit, lastLsn and push; 8 with fullResync): a map header, then
+ * `push`. They do not depend on the other fields' values, so a transport can hash them
+ * while the previous request is at the server (SHA-256 goes on from a copied state).
+ */
+export function encodedPushPrefix(
+  ahead: EncodedPush,
+  fields: number,
+): readonly Uint8Array[] {
+  // map16 even for a few entries: the header is then the same size for any count.
+  const header = Uint8Array.of(0xde, fields >> 8, fields & 0xff)
+  return [header, PUSH_KEY, ahead.bytes]
 }
 
 type VectorOut = (vector: StoredVector) => string | Uint8Array
