@@ -902,7 +902,6 @@ function schemaMismatch(
   )
 }
 
-/** A query parameter as an integer in [min, max], or `fallback` when absent. */
 /** A query parameter given at most once: which of two values was meant is not for us to guess. */
 function queryValue(query: URLSearchParams, name: string): string | null {
   const values = query.getAll(name)
@@ -914,6 +913,7 @@ function queryValue(query: URLSearchParams, name: string): string | null {
   return values[0] ?? null
 }
 
+/** A query parameter as an integer in [min, max], or `fallback` when absent. */
 function queryInteger(
   text: string | null,
   name: string,

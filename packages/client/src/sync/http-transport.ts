@@ -77,7 +77,7 @@ interface PushAhead {
   readonly encoded: EncodedPush
   readonly prefix:
     | {
-        readonly header: Uint8Array
+        readonly lead: Uint8Array
         readonly length: number
         readonly hash: Hash
       }
@@ -198,10 +198,10 @@ export class HttpTransport implements SyncTransport {
       hash.update(part)
       length += part.length
     }
-    this.#ahead = {
-      encoded,
-      prefix: { header: parts[0] as Uint8Array, length, hash },
-    }
+    // The parts before the ops (map header, `push` key): a body that starts with them
+    // carries the ops there (see digestAfterPrefix).
+    const lead = Buffer.concat(parts.slice(0, -1))
+    this.#ahead = { encoded, prefix: { lead, length, hash } }
   }
 
   async ack(
@@ -483,7 +483,9 @@ function digestAfterPrefix(
 ): Uint8Array | undefined {
   const { prefix } = ahead
   if (prefix === undefined || body.length < prefix.length) return undefined
-  for (let i = 0; i < prefix.header.length; i++)
-    if (body[i] !== prefix.header[i]) return undefined
+  // The field count, and `push` as the first key: only a body encodeMessage spliced
+  // `ahead` into starts so (a request encoded whole puts `protocol` first).
+  for (let i = 0; i < prefix.lead.length; i++)
+    if (body[i] !== prefix.lead[i]) return undefined
   return prefix.hash.copy().update(body.subarray(prefix.length)).digest()
 }
