@@ -69,12 +69,7 @@ export function isWireChange(
   value: unknown,
   format: WireFormat,
 ): value is WireChange {
-  return (
-    isPlainObject(value) &&
-    isVersionFields(value, format) &&
-    isReplicaId(value['origin']) &&
-    isInt(value['seq'], 1)
-  )
+  return isWireVersion(value, format) && isInt(value['seq'], 1)
 }
 
 /** Whether `value` is one push result of a sync response in `format`. */
@@ -90,10 +85,19 @@ export function isWireResult(
     typeof value['id'] === 'string' &&
     OUTCOME_SET.has(value['outcome']) &&
     (seq === undefined || isInt(seq, 1)) &&
-    (version === undefined ||
-      (isPlainObject(version) &&
-        isVersionFields(version, format) &&
-        isReplicaId(version['origin'])))
+    (version === undefined || isWireVersion(version, format))
+  )
+}
+
+/** A version as a response carries it: the fields of a pushed one, and its origin. */
+function isWireVersion(
+  value: unknown,
+  format: WireFormat,
+): value is Record<string, unknown> {
+  return (
+    isPlainObject(value) &&
+    isVersionFields(value, format) &&
+    isReplicaId(value['origin'])
   )
 }
 
