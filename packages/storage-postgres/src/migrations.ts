@@ -119,6 +119,12 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'latest acceptance time, never going back (S13)',
     sql: "INSERT INTO vs_meta (key, value) VALUES ('accepted_ms', 0);",
   },
+  {
+    version: 4,
+    name: "first LSN of each replica's latest push: op hashes kept two pushes (S2)",
+    // 0: nothing is known about the push before, so the next push forgets nothing.
+    sql: 'ALTER TABLE vs_replicas ADD COLUMN last_push_first_lsn bigint NOT NULL DEFAULT 0;',
+  },
 ]
 
 /** The schema version this code writes; newer databases are refused rather than misread. */

@@ -320,17 +320,18 @@ export class PostgresServerStore implements ServerStore {
     return this.#transaction('BEGIN', async (client) => {
       // The push lock: taken first, held to COMMIT (see the class remarks).
       const head = await selectMeta(client, 'head', 'FOR UPDATE')
-      // The replica's applied LSN, the latest acceptance time and the digests of the
-      // push's collections, in one trip.
+      // The replica's applied LSN and latest push, the latest acceptance time and the
+      // digests of the push's collections, in one trip.
       const { rows: stateRows } = await client.query<{
         applied_lsn: number | null
+        last_push_first_lsn: number | null
         accepted_ms: number
         collection_id: number | null
         digest: string | null
       }>(
-        `SELECT r.applied_lsn, r.accepted_ms, c.collection_id, c.digest
-         FROM (SELECT (SELECT applied_lsn FROM vs_replicas WHERE replica_id = $1) AS applied_lsn,
-                      (SELECT value FROM vs_meta WHERE key = 'accepted_ms') AS accepted_ms) AS r
+        `SELECT p.applied_lsn, p.last_push_first_lsn, r.accepted_ms, c.collection_id, c.digest
+         FROM (SELECT value AS accepted_ms FROM vs_meta WHERE key = 'accepted_ms') AS r
+         LEFT JOIN vs_replicas AS p ON p.replica_id = $1
          LEFT JOIN vs_collections AS c ON c.collection_id = ANY($2::int4[])`,
         [
           replicaId,
@@ -338,6 +339,7 @@ export class PostgresServerStore implements ServerStore {
         ],
       )
       const appliedLsn = stateRows[0]?.applied_lsn ?? 0
+      const lastPushFirstLsn = stateRows[0]?.last_push_first_lsn ?? 0
       const acceptedClock = monotonePushClock(
         clock,
         stateRows[0]?.accepted_ms ?? 0,
@@ -381,6 +383,7 @@ export class PostgresServerStore implements ServerStore {
         prepared,
         {
           appliedLsn,
+          lastPushFirstLsn,
           head,
           storedDocument: (collection, id): StoredDocument | undefined => {
             const row = documents.get(documentKey(collection.collectionId, id))
@@ -868,10 +871,13 @@ async function writePush(
   const digests = [...plan.digests]
   await client.query(
     `WITH replica AS (
-       INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)
-       VALUES ($1, $2, $3, $4, 0, $5)
+       INSERT INTO vs_replicas
+         (replica_id, device_id, epoch, applied_lsn, last_push_first_lsn, ack_cursor, last_seen_ms)
+       VALUES ($1, $2, $3, $4, $15, 0, $5)
        ON CONFLICT (replica_id) DO UPDATE SET
-         applied_lsn = excluded.applied_lsn, last_seen_ms = excluded.last_seen_ms
+         applied_lsn = excluded.applied_lsn,
+         last_push_first_lsn = excluded.last_push_first_lsn,
+         last_seen_ms = excluded.last_seen_ms
      ), pruned AS (
        DELETE FROM vs_replica_ops WHERE replica_id = $1 AND lsn < $6
      ), op_hashes AS (
@@ -903,6 +909,7 @@ async function writePush(
       notify?.channel ?? null,
       notify?.payload ?? null,
       acceptedMs ?? null,
+      plan.firstLsn,
     ],
   )
 }

@@ -136,19 +136,20 @@ describe.skipIf(postgres.url === undefined)(
       expect(await one.digest('notes')).toBe(await two.digest('notes'))
     })
 
-    it('postgres: forgets replay hashes below the first LSN of the latest push (a replay of those is lsn_reused)', async () => {
+    it('postgres: forgets replay hashes below the first LSN of the push before the latest (a replay of those is lsn_reused)', async () => {
       const schema = uniqueSchema('prune')
       const store = await open(schema)
       await store.ensureCollection(SCHEMA)
       await store.push(DEVICE, [op(1, 'x', 1), op(2, 'y', 2)])
       await store.push(DEVICE, [op(3, 'z', 3)])
+      await store.push(DEVICE, [op(4, 'w', 4)])
       const lsns = await withClient(async (client) => {
         const { rows } = await client.query<{ lsn: string }>(
           `SELECT lsn FROM ${schema}.vs_replica_ops ORDER BY lsn`,
         )
         return rows.map((row) => Number(row.lsn))
       })
-      expect(lsns).toEqual([3])
+      expect(lsns).toEqual([3, 4])
       expect(
         isVeloSyncError(
           await rejection(store.push(DEVICE, [op(1, 'x', 1)])),
@@ -178,10 +179,35 @@ describe.skipIf(postgres.url === undefined)(
         { version: 1, name: 'initial schema' },
         { version: 2, name: 'effective wall time of stored versions (S13)' },
         { version: 3, name: 'latest acceptance time, never going back (S13)' },
+        {
+          version: 4,
+          name: "first LSN of each replica's latest push: op hashes kept two pushes (S2)",
+        },
       ])
       const error = await rejection(open(schema))
       expect(isVeloSyncError(error, 'storage_failure')).toBe(true)
       expect((error as Error).message).toMatch(/newer than this VeloSync/)
+    })
+
+    it('postgres: migrates a schema-3 database to the current schema with its data intact', async () => {
+      const schema = uniqueSchema('upgrade')
+      const first = await open(schema)
+      await first.ensureCollection(SCHEMA)
+      await first.push(DEVICE, [op(1, 'x', 1)])
+      const digest = await first.digest('notes')
+      await first.close()
+      await withClient((client) =>
+        client.query(`ALTER TABLE ${schema}.vs_replicas DROP COLUMN last_push_first_lsn;
+          DELETE FROM ${schema}.vs_schema_migrations WHERE version >= 4`),
+      )
+      const second = await open(schema)
+      expect(await second.digest('notes')).toBe(digest)
+      // Nothing is known of the push before the upgrade: the next one forgets nothing.
+      await second.push(DEVICE, [op(2, 'y', 2)])
+      expect(
+        (await second.push(DEVICE, [op(1, 'x', 1)])).results[0]?.outcome,
+      ).toBe('duplicate')
+      await second.close()
     })
 
     it('postgres: processes starting together migrate once', async () => {

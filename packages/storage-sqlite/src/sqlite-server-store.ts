@@ -92,7 +92,8 @@ const sha256: Sha256 = (data) => hash('sha256', data, 'buffer')
  *                  moves its row to the new seq. unchanged_from = the replica whose push
  *                  was stored exactly as pushed (echo suppression); hash = SHA-256 of the
  *                  canonical encoding (NULL for tombstones, which are not in the digest)
- * vs_replicas      per (device, epoch): applied LSN, acked cursor, last seen
+ * vs_replicas      per (device, epoch): applied LSN, first LSN of its latest push, acked
+ *                  cursor, last seen
  * vs_replica_ops   (replica, lsn) → hash of the op accepted under that LSN (replays)
  * vs_conflicts     one row per resolved conflict: winner (as stored) and loser (as it was)
  * vs_device_tokens token hash → device, revoked flag
@@ -188,6 +189,12 @@ const MIGRATIONS: readonly Migration[] = [
     version: 3,
     name: 'latest acceptance time, never going back (S13)',
     sql: "INSERT INTO vs_meta (key, value) VALUES ('accepted_ms', 0);",
+  },
+  {
+    version: 4,
+    name: "first LSN of each replica's latest push: op hashes kept two pushes (S2)",
+    // 0: nothing is known about the push before, so the next push forgets nothing.
+    sql: 'ALTER TABLE vs_replicas ADD COLUMN last_push_first_lsn INTEGER NOT NULL DEFAULT 0;',
   },
 ]
 
@@ -419,11 +426,14 @@ export class SqliteServerStore implements ServerStore {
               this.#meta('accepted_ms'),
             )
             const stored = this.#storedDocuments(prepared)
+            const progress = s.selectPushProgress.get(replicaId) as
+              { appliedLsn: number; lastPushFirstLsn: number } | undefined
             const plan = planPush(
               replicaId,
               prepared,
               {
-                appliedLsn: this.#replicaProgress(replicaId).appliedLsn,
+                appliedLsn: progress?.appliedLsn ?? 0,
+                lastPushFirstLsn: progress?.lastPushFirstLsn ?? 0,
                 head: this.#meta('head'),
                 storedDocument: (collection, id) =>
                   stored.get(collection)?.get(id),
@@ -835,6 +845,7 @@ export class SqliteServerStore implements ServerStore {
       replica.deviceId,
       replica.epoch,
       plan.appliedThroughLsn,
+      plan.firstLsn,
       nowMs,
     )
     if (plan.forgetBelowLsn !== undefined) {
@@ -984,11 +995,18 @@ function prepareStatements(db: Database.Database) {
       `SELECT applied_lsn AS appliedLsn, ack_cursor AS ackedCursor
        FROM vs_replicas WHERE replica_id = ?`,
     ),
+    selectPushProgress: db.prepare(
+      `SELECT applied_lsn AS appliedLsn, last_push_first_lsn AS lastPushFirstLsn
+       FROM vs_replicas WHERE replica_id = ?`,
+    ),
     upsertPushedReplica: db.prepare(
-      `INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)
-       VALUES (?, ?, ?, ?, 0, ?)
+      `INSERT INTO vs_replicas
+         (replica_id, device_id, epoch, applied_lsn, last_push_first_lsn, ack_cursor, last_seen_ms)
+       VALUES (?, ?, ?, ?, ?, 0, ?)
        ON CONFLICT (replica_id) DO UPDATE SET
-         applied_lsn = excluded.applied_lsn, last_seen_ms = excluded.last_seen_ms`,
+         applied_lsn = excluded.applied_lsn,
+         last_push_first_lsn = excluded.last_push_first_lsn,
+         last_seen_ms = excluded.last_seen_ms`,
     ),
     upsertAck: db.prepare(
       `INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)

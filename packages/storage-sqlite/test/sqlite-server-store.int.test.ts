@@ -124,18 +124,19 @@ describe('SqliteServerStore: the file', () => {
     expect(await one.digest('notes')).toBe(await two.digest('notes'))
   })
 
-  it('forgets replay hashes below the first LSN of the latest push (a replay of those is lsn_reused)', async () => {
+  it('forgets replay hashes below the first LSN of the push before the latest (a replay of those is lsn_reused)', async () => {
     const store = open()
     await store.ensureCollection(SCHEMA)
     await store.push(DEVICE, [op(1, 'x', 1), op(2, 'y', 2)])
     await store.push(DEVICE, [op(3, 'z', 3)])
+    await store.push(DEVICE, [op(4, 'w', 4)])
     const db = new Database(path, { readonly: true })
     try {
       const lsns = db
         .prepare('SELECT lsn FROM vs_replica_ops ORDER BY lsn')
         .pluck()
         .all()
-      expect(lsns).toEqual([3])
+      expect(lsns).toEqual([3, 4])
     } finally {
       db.close()
     }
@@ -200,6 +201,10 @@ describe('SqliteServerStore: the file', () => {
         { version: 1, name: 'initial schema' },
         { version: 2, name: 'effective wall time of stored versions (S13)' },
         { version: 3, name: 'latest acceptance time, never going back (S13)' },
+        {
+          version: 4,
+          name: "first LSN of each replica's latest push: op hashes kept two pushes (S2)",
+        },
       ])
       db.prepare(
         'INSERT INTO vs_schema_migrations (version, name, applied_at_ms) VALUES (?, ?, 0)',
@@ -235,6 +240,7 @@ describe('SqliteServerStore: the file', () => {
         { version: 1, applied_at_ms: 0 },
         { version: 2, applied_at_ms: 0 },
         { version: 3, applied_at_ms: 0 },
+        { version: 4, applied_at_ms: 0 },
       ])
     } finally {
       check.close()
@@ -249,6 +255,7 @@ describe('SqliteServerStore: the file', () => {
     await first.close()
     const db = new Database(path)
     db.exec(`ALTER TABLE vs_documents DROP COLUMN effective_wall_ms;
+      ALTER TABLE vs_replicas DROP COLUMN last_push_first_lsn;
       DELETE FROM vs_meta WHERE key = 'accepted_ms';
       DELETE FROM vs_schema_migrations WHERE version >= 2;
       PRAGMA user_version = 1;`)
@@ -280,6 +287,12 @@ describe('SqliteServerStore: the file', () => {
           .pluck()
           .get(),
       ).toBe(5_000)
+      expect(
+        check
+          .prepare('SELECT last_push_first_lsn FROM vs_replicas')
+          .pluck()
+          .get(),
+      ).toBe(2)
     } finally {
       check.close()
     }

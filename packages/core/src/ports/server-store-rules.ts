@@ -266,6 +266,8 @@ export interface StoredDocument {
 export interface PushState<C extends StoreCollection> {
   /** The replica's applied LSN (0 if it never pushed). */
   readonly appliedLsn: number
+  /** The first LSN of the replica's previous push: its plan's `firstLsn` (0 if none). */
+  readonly lastPushFirstLsn: number
   /** The last seq handed out. */
   readonly head: Seq
   /** The stored version of a document (before this push), or `undefined`. */
@@ -303,13 +305,18 @@ export interface PushPlan<C extends StoreCollection> {
   readonly head: Seq
   readonly appliedThroughLsn: number
   /**
-   * Op hashes of this replica below this LSN can be forgotten: a device sends its oldest
-   * pending entries first, one batch at a time, so this push proves those entries left its
-   * outbox. A backup-restored device that replays one anyway gets `lsn_reused`, which is
-   * safe (see `ServerStore` S2). Keeps about one batch of hashes per replica.
-   * `undefined` for an empty push.
+   * Op hashes of this replica below this LSN can be forgotten: the smaller of this push's
+   * first LSN and the previous push's. A device sends its oldest pending entries first,
+   * and sends a batch once the previous one was answered, before its own confirm of that
+   * answer is on disk; so a push proves that the entries before the previous push left
+   * its outbox, not yet the previous push's own. A crash in between replays those, and
+   * they must still be recognized. A backup-restored device that replays an older one gets
+   * `lsn_reused`, which is safe (see `ServerStore` S2). Keeps about two batches of hashes
+   * per replica. `undefined` for an empty push.
    */
   readonly forgetBelowLsn: number | undefined
+  /** This push's first LSN (an empty push: the previous one's), for the next push's state. */
+  readonly firstLsn: number
 }
 
 /** The server's clock for a push with a bounded clock lead (S13). */
@@ -472,6 +479,7 @@ export function planPush<C extends StoreCollection>(
       results.push({ ...base, outcome: resolution.outcome, seq })
     }
   }
+  const firstOp = ops[0]
   const lastOp = ops[ops.length - 1]
   return {
     results,
@@ -482,7 +490,11 @@ export function planPush<C extends StoreCollection>(
     ),
     head,
     appliedThroughLsn: Math.max(appliedLsn, lastOp?.lsn ?? 0),
-    forgetBelowLsn: ops[0]?.lsn,
+    forgetBelowLsn:
+      firstOp === undefined
+        ? undefined
+        : Math.min(firstOp.lsn, state.lastPushFirstLsn),
+    firstLsn: firstOp?.lsn ?? state.lastPushFirstLsn,
   }
 }
 

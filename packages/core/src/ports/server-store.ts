@@ -181,11 +181,13 @@ export interface CheckCursorOptions {
  *    content, or an LSN this replica skipped) the whole push fails with `lsn_reused` and
  *    nothing is stored: the device must call `startNewEpoch()` and push again under its new
  *    replica id. Ops above the applied LSN are new and are resolved by S3. A store may
- *    forget the hashes of LSNs below the first LSN of a replica's latest push (a device
- *    pushes its oldest pending entries first, so it no longer holds those); a replay of
- *    such an LSN is then answered with `lsn_reused`, which is safe: under a new epoch the
- *    same content is pushed again as new writes: nothing is lost, and the worst case is
- *    a newer version with the same content.
+ *    forget the hashes of LSNs below the first LSN of the push before a replica's latest:
+ *    a device pushes its oldest pending entries first, and sends a batch once the one
+ *    before was answered, so it no longer holds those (it may still hold the answered
+ *    one's, if a crash cut its confirm short). A replay of such an LSN is then answered
+ *    with `lsn_reused`, which is safe: under a new epoch the same content is pushed again
+ *    as new writes: nothing is lost, and the worst case is a newer version with the same
+ *    content.
  *
  * 3. **S3 Conflict rule (DESIGN 4).** A new op is resolved against the stored version of
  *    its document by `resolveIncoming` (with `options.resolver` if given): `applied`,
