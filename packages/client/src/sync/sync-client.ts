@@ -552,9 +552,11 @@ export class SyncClient {
     }
     // The next page of a pull, when it was requested before the page in hand was applied.
     let ahead: Promise<SyncResponse> | undefined
-    // The next push batch, taken while the previous one was at the server; sent only once
-    // that one is confirmed (one push in flight at a time).
+    // The next push batch, taken while the previous one was at the server; sent once that
+    // one is answered in full (one push in flight at a time).
     let prepared: OutboxBatch | undefined
+    // The batch that the request in `ahead` pushes, if it pushes.
+    let aheadBatch: OutboxBatch | undefined
 
     try {
       for (;;) {
@@ -565,7 +567,8 @@ export class SyncClient {
           sentAhead === undefined
             ? (prepared ??
               store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush }))
-            : undefined
+            : aheadBatch
+        aheadBatch = undefined
         prepared = undefined
         let response: SyncResponse
         try {
@@ -634,6 +637,21 @@ export class SyncClient {
           // Awaited by the next iteration; if this round fails first, its outcome is moot.
           ahead.catch(() => {})
           await letRequestOut()
+        } else if (
+          batch !== undefined &&
+          prepared !== undefined &&
+          response.appliedThroughLsn >= batch.lastLsn
+        ) {
+          // All of this push is in: send the next batch now, and confirm this one while the
+          // server works on that. Still one push in flight. A crash before this confirm is
+          // on disk sends this batch again after the next, and the server still tells
+          // both apart from new writes: it keeps the op hashes of the push before its
+          // latest (S2).
+          aheadBatch = prepared
+          prepared = undefined
+          ahead = send(aheadBatch, response.cursor)
+          ahead.catch(() => {})
+          await letRequestOut()
         }
         try {
           const { skipped } = store.applyServerUpdate({
@@ -654,11 +672,14 @@ export class SyncClient {
             ackCeiling = Math.min(ackCeiling, seqs[position]! - 1)
         } catch (error) {
           // The local transaction rolled back, the in-memory in-flight marks did not: the
-          // batch (or, once its confirm ran, the one prepared after it) would stay taken
-          // and wedge every later round with 'busy'. Whatever of this round's is still
+          // batch (or, once its confirm ran, the one prepared or sent after it) would stay
+          // taken and wedge every later round with 'busy'. Whatever of this round's is still
           // taken goes back to the log.
           const held = store.outbox.inFlight
-          if (held !== undefined && (held === batch || held === prepared))
+          if (
+            held !== undefined &&
+            (held === batch || held === prepared || held === aheadBatch)
+          )
             store.outbox.release(held)
           prepared = undefined
           throw error
