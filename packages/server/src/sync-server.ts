@@ -1,6 +1,6 @@
-import { IncomingMessage, type Server } from 'node:http'
+import { IncomingMessage, createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createAdaptorServer } from '@hono/node-server'
+import { getRequestListener } from '@hono/node-server'
 import {
   DEFAULT_MAX_FORWARD_DRIFT_MS,
   InProcessChangeSignal,
@@ -635,7 +635,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
 
   /** Encodes, gzips when it pays and is accepted, and signs a response body. */
   async function respond(
-    request: Request,
+    request: Request | undefined,
     status: number,
     message: Message,
     format: WireFormat,
@@ -649,7 +649,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     })
     if (
       body.length > GZIP_THRESHOLD_BYTES &&
-      acceptsGzip(request.headers.get('accept-encoding'))
+      acceptsGzip(request?.headers.get('accept-encoding') ?? null)
     ) {
       body = await gzipBody(body)
       headers.set('content-encoding', 'gzip')
@@ -658,8 +658,9 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     return new Response(body as Uint8Array<ArrayBuffer>, { status, headers })
   }
 
+  /** An error body; `request` is absent when the adapter could not build one. */
   async function respondError(
-    request: Request,
+    request: Request | undefined,
     error: unknown,
     format: WireFormat,
   ): Promise<Response> {
@@ -679,11 +680,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
       }
       if (status >= 500) {
         logger.error(
-          {
-            err: error,
-            method: request.method,
-            path: new URL(request.url).pathname,
-          },
+          { err: error, ...requestFields(request) },
           'request failed',
         )
       }
@@ -697,11 +694,7 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
         },
       }
       logger.error(
-        {
-          err: error,
-          method: request.method,
-          path: new URL(request.url).pathname,
-        },
+        { err: error, ...requestFields(request) },
         'unexpected error',
       )
     }
@@ -813,11 +806,24 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
     fetch: (request) => serve(request),
     listen: ({ port, host = '127.0.0.1' }) =>
       new Promise((resolve, reject) => {
-        // Without createServer options the adapter makes a node:http server.
-        const server = createAdaptorServer({
-          fetch: serve,
+        const listener = getRequestListener(serve, {
           overrideGlobalObjects: false,
-        }) as Server
+          // The adapter throws before any handler runs when it cannot build the request's
+          // URL (a missing or malformed Host header): still a protocol error body.
+          errorHandler: (error) =>
+            respondError(
+              undefined,
+              error instanceof Error && error.name === 'RequestError'
+                ? invalidArgument(`bad request: ${error.message}`)
+                : error,
+              'json',
+            ),
+        })
+        // A request without Host reaches the adapter too, rather than Node's bare 400.
+        const server = createServer(
+          { requireHostHeader: false },
+          (incoming, outgoing) => void listener(incoming, outgoing),
+        )
         server.once('error', reject)
         server.listen(port, host, () => {
           server.off('error', reject)
@@ -911,6 +917,16 @@ function queryValue(query: URLSearchParams, name: string): string | null {
     )
   }
   return values[0] ?? null
+}
+
+/** A request's method and path for the log; nothing when there was no request. */
+function requestFields(request: Request | undefined): {
+  method?: string
+  path?: string
+} {
+  return request === undefined
+    ? {}
+    : { method: request.method, path: new URL(request.url).pathname }
 }
 
 /** A query parameter as an integer in [min, max], or `fallback` when absent. */

@@ -167,6 +167,38 @@ async function get(
   return reply(await fetch(`${base}${path}`, { headers }))
 }
 
+/** A GET with the Host header as given (none for `undefined`), which fetch cannot send. */
+function getWithHost(path: string, host: string | undefined): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      `${base}${path}`,
+      {
+        setHost: false,
+        headers: host === undefined ? {} : { host },
+      },
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('error', reject)
+        response.on('end', () => {
+          const headers = new Headers()
+          for (const [name, value] of Object.entries(response.headers))
+            if (typeof value === 'string') headers.set(name, value)
+          const body = new Uint8Array(Buffer.concat(chunks))
+          try {
+            verifyContentDigest(headers.get('content-digest'), body, sha256)
+            resolve({ status: response.statusCode ?? 0, headers, body })
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)))
+          }
+        })
+      },
+    )
+    request.on('error', reject)
+    request.end()
+  })
+}
+
 /** Reads a response and checks its Content-Digest, as every client must. */
 async function reply(response: Response): Promise<Reply> {
   const body = new Uint8Array(await response.arrayBuffer())
@@ -757,6 +789,18 @@ describe('bad input: right status and code, store unchanged (DESIGN 7)', () => {
       'invalid_argument',
     ],
     ['an unknown route', () => get('/v1/nothing'), 404, 'not_found'],
+    [
+      'a malformed Host header',
+      () => getWithHost('/v1/health', 'bad host name'),
+      400,
+      'invalid_argument',
+    ],
+    [
+      'no Host header',
+      () => getWithHost('/v1/health', undefined),
+      400,
+      'invalid_argument',
+    ],
   ]
 
   it.each(cases)('%s', async (_, send, status, code) => {
