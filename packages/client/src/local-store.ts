@@ -842,7 +842,8 @@ export class LocalStore {
     }
     // A deferred update skips the fsync (synchronous NORMAL for this one transaction); WAL
     // order makes it durable with the next FULL commit. A confirm always waits for the
-    // disk: once the device pushes past a batch, the server may forget its hashes.
+    // disk: once the device pushes past the batch after it, the server may forget its
+    // hashes.
     const relaxed =
       update.durability === 'deferred' &&
       update.confirm === undefined &&

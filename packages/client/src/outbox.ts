@@ -239,7 +239,7 @@ export class Outbox {
     // later delete has to be sent). Persisted: the answer may be lost to a crash too.
     // A batch taken after another is marked now too: it goes out once the server answered
     // that one, before the confirm is on disk. Released unsent, it keeps the mark, which
-    // costs at most a delete that compaction could have dropped.
+    // costs at most one delete per document that compaction could have dropped.
     this.#markMaybeSent((ops[ops.length - 1] as OutboxOp).lsn)
     const batch: OutboxBatch = {
       id: this.#nextBatchId++,

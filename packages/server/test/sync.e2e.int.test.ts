@@ -500,6 +500,42 @@ describe('sync over HTTP', () => {
     expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it.each(['an abort', 'a transport that throws'] as const)(
+    'a round stopped by %s after a batch went out ahead leaves nothing taken',
+    async (how) => {
+      const a = await device('alpha')
+      a.store.putMany(
+        'notes',
+        Array.from({ length: 20 }, (_, i) => ({ id: `s${i}`, vector: vec(i) })),
+      )
+      const stop = new AbortController()
+      let pushes = 0
+      const transport: SyncTransport = {
+        encodeAhead: (push) => a.transport.encodeAhead?.(push),
+        sync(request, options) {
+          if (request.push.length > 0 && ++pushes === 2) {
+            if (how === 'a transport that throws')
+              throw new Error('transport bug')
+            // Stops the round between this request and its next turn.
+            const answer = a.transport.sync(request, options)
+            stop.abort()
+            return answer
+          }
+          return a.transport.sync(request, options)
+        },
+        ack: (request, options) => a.transport.ack(request, options),
+      }
+      const client = new SyncClient(a.store, { transport, maxOpsPerPush: 7 })
+      await expect(client.sync({ signal: stop.signal })).rejects.toThrow()
+      // The first batch was confirmed; the one sent ahead is back in the log.
+      expect(a.store.outbox.inFlight).toBeUndefined()
+      expect(a.store.outbox.size).toBe(13)
+      expect((await a.sync.sync()).pushed).toBe(13)
+      expect(await serverStore.head()).toBe(20)
+      expect(a.store.digest('notes')).toBe(await serverDigest())
+    },
+  )
+
   it('I5: a device older than the tombstone horizon resyncs and keeps its unpushed writes', async () => {
     const a = await device('alpha')
     const b = await device('beta')

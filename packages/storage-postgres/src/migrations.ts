@@ -12,7 +12,8 @@
  *                  pushed (echo suppression); hash = SHA-256 of the canonical encoding
  *                  (NULL for tombstones, which are not in the digest); vector = bytea,
  *                  little-endian in the collection's dtype
- * vs_replicas      per (device, epoch): applied LSN, acked cursor, last seen
+ * vs_replicas      per (device, epoch): applied LSN, first LSN of its latest push, acked
+ *                  cursor, last seen
  * vs_replica_ops   (replica, lsn) → hash of the op accepted under that LSN (replays)
  * vs_conflicts     one row per resolved conflict: winner (as stored) and loser (as it was)
  * vs_device_tokens token hash → device, revoked flag

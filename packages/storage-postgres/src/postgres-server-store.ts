@@ -330,7 +330,7 @@ export class PostgresServerStore implements ServerStore {
         digest: string | null
       }>(
         `SELECT p.applied_lsn, p.last_push_first_lsn, r.accepted_ms, c.collection_id, c.digest
-         FROM (SELECT value AS accepted_ms FROM vs_meta WHERE key = 'accepted_ms') AS r
+         FROM (SELECT (SELECT value FROM vs_meta WHERE key = 'accepted_ms') AS accepted_ms) AS r
          LEFT JOIN vs_replicas AS p ON p.replica_id = $1
          LEFT JOIN vs_collections AS c ON c.collection_id = ANY($2::int4[])`,
         [

@@ -193,7 +193,7 @@ describe.skipIf(postgres.url === undefined)(
       const schema = uniqueSchema('upgrade')
       const first = await open(schema)
       await first.ensureCollection(SCHEMA)
-      await first.push(DEVICE, [op(1, 'x', 1)])
+      await first.push(DEVICE, [op(1, 'x', 1), op(2, 'y', 2)])
       const digest = await first.digest('notes')
       await first.close()
       await withClient((client) =>
@@ -202,8 +202,17 @@ describe.skipIf(postgres.url === undefined)(
       )
       const second = await open(schema)
       expect(await second.digest('notes')).toBe(digest)
+      const recorded = () =>
+        withClient(async (client) => {
+          const { rows } = await client.query<{ lsn: string }>(
+            `SELECT last_push_first_lsn AS lsn FROM ${schema}.vs_replicas`,
+          )
+          return rows.map((row) => Number(row.lsn))
+        })
+      expect(await recorded()).toEqual([0])
       // Nothing is known of the push before the upgrade: the next one forgets nothing.
-      await second.push(DEVICE, [op(2, 'y', 2)])
+      await second.push(DEVICE, [op(3, 'z', 3)])
+      expect(await recorded()).toEqual([3])
       expect(
         (await second.push(DEVICE, [op(1, 'x', 1)])).results[0]?.outcome,
       ).toBe('duplicate')

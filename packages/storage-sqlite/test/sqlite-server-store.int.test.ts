@@ -250,7 +250,7 @@ describe('SqliteServerStore: the file', () => {
   it('migrates a schema-1 file to the current schema with its data intact', async () => {
     const first = open()
     await first.ensureCollection(SCHEMA)
-    await first.push(DEVICE, [op(1, 'x', 1)])
+    await first.push(DEVICE, [op(1, 'x', 1), op(2, 'w', 2)])
     const digest = await first.digest('notes')
     await first.close()
     const db = new Database(path)
@@ -263,11 +263,15 @@ describe('SqliteServerStore: the file', () => {
 
     const second = open()
     expect(await second.digest('notes')).toBe(digest)
-    const pushed = await second.push(DEVICE, [op(2, 'y', 2)], {
+    const pushed = await second.push(DEVICE, [op(3, 'y', 3)], {
       maxClockLeadMs: 60_000,
       nowMs: 5_000,
     })
     expect(pushed.results[0]?.outcome).toBe('applied')
+    // Nothing was known of the push before the upgrade: this one forgot nothing.
+    expect(
+      (await second.push(DEVICE, [op(1, 'x', 1)])).results[0]?.outcome,
+    ).toBe('duplicate')
     await second.close()
     const check = new Database(path, { readonly: true })
     try {
@@ -278,6 +282,7 @@ describe('SqliteServerStore: the file', () => {
           )
           .all(),
       ).toEqual([
+        { id: 'w', bounded: 0 },
         { id: 'x', bounded: 0 },
         { id: 'y', bounded: 1 },
       ])
@@ -292,7 +297,7 @@ describe('SqliteServerStore: the file', () => {
           .prepare('SELECT last_push_first_lsn FROM vs_replicas')
           .pluck()
           .get(),
-      ).toBe(2)
+      ).toBe(3)
     } finally {
       check.close()
     }

@@ -506,7 +506,7 @@ export function describeServerStore(
       expect(mixed).toMatchObject({ appliedThroughLsn: 6, head: 6 })
     })
 
-    it(`${name}: S2 the push before the latest one replays as duplicate; older ones are forgotten`, async () => {
+    it(`${name}: S2 the push before the latest one still replays as duplicate`, async () => {
       const first = [1, 2].map((i) => a.put(`d${i}`, i))
       const second = [3, 4].map((i) => a.put(`d${i}`, i))
       await store.push(DEVICE_A, first)
@@ -516,13 +516,11 @@ export function describeServerStore(
       const before = await observe(store)
       const outcomes = async (ops: PushOp[]) =>
         (await store.push(DEVICE_A, ops)).results.map((r) => r.outcome)
+      // The latest request delivered twice first: a push of replays only moves nothing.
+      expect(await outcomes(second)).toEqual(['duplicate', 'duplicate'])
       expect(await outcomes(first)).toEqual(['duplicate', 'duplicate'])
       expect(await outcomes(second)).toEqual(['duplicate', 'duplicate'])
       expect(await observe(store)).toEqual(before)
-      // A later push proves the device dropped the entries before the push preceding it.
-      expect(await outcomes([a.put('d5', 5)])).toEqual(['applied'])
-      await expectCode(store.push(DEVICE_A, first), 'lsn_reused')
-      expect(await outcomes(second)).toEqual(['duplicate', 'duplicate'])
     })
 
     it(`${name}: S2 the same LSN with different content is lsn_reused and stores nothing`, async () => {

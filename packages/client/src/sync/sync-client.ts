@@ -525,7 +525,9 @@ export class SyncClient {
       signal === undefined
         ? leftBehind.signal
         : AbortSignal.any([signal, leftBehind.signal])
-    const send = (
+    // Async, so that every failure is a rejection of the request's promise, never a throw
+    // at the call (a call sending ahead sits outside the handling of failed requests).
+    const send = async (
       batch: OutboxBatch | undefined,
       cursor: number,
     ): Promise<SyncResponse> => {
@@ -548,15 +550,26 @@ export class SyncClient {
         // Lets the server notice a store restored from an older copy (lsn_reused).
         lastLsn: store.lastLsn,
       }
-      return this.#transport.sync(request, { signal: requestSignal })
+      return await this.#transport.sync(request, { signal: requestSignal })
     }
-    // The next page of a pull, when it was requested before the page in hand was applied.
+    // The next request, when it was sent before the answer in hand was applied: the next
+    // page of a pull, or the next push batch (`aheadBatch`).
     let ahead: Promise<SyncResponse> | undefined
     // The next push batch, taken while the previous one was at the server; sent once that
     // one is answered in full (one push in flight at a time).
     let prepared: OutboxBatch | undefined
     // The batch that the request in `ahead` pushes, if it pushes.
     let aheadBatch: OutboxBatch | undefined
+    // Every batch this round took from the outbox.
+    const taken = new WeakSet<OutboxBatch>()
+    const take = (after?: OutboxBatch): OutboxBatch | undefined => {
+      const batch = store.outbox.takeBatch({
+        maxOps: this.#maxOpsPerPush,
+        ...(after === undefined ? {} : { after }),
+      })
+      if (batch !== undefined) taken.add(batch)
+      return batch
+    }
 
     try {
       for (;;) {
@@ -564,10 +577,7 @@ export class SyncClient {
         const sentAhead = ahead
         ahead = undefined
         const batch =
-          sentAhead === undefined
-            ? (prepared ??
-              store.outbox.takeBatch({ maxOps: this.#maxOpsPerPush }))
-            : aheadBatch
+          sentAhead === undefined ? (prepared ?? take()) : aheadBatch
         aheadBatch = undefined
         prepared = undefined
         let response: SyncResponse
@@ -579,10 +589,7 @@ export class SyncClient {
             // (or core) the two overlap. Awaited below; a failure meanwhile is handled there.
             answer.catch(() => {})
             await letRequestOut()
-            prepared = store.outbox.takeBatch({
-              maxOps: this.#maxOpsPerPush,
-              after: batch,
-            })
+            prepared = take(batch)
             // And encode it: the one request in flight leaves the CPU idle meanwhile.
             if (prepared !== undefined) encodeAhead(this.#transport, prepared)
           }
@@ -734,10 +741,12 @@ export class SyncClient {
         }
       }
     } finally {
-      // Normally nothing is left ahead here; after a failure, stop the request, and put a
-      // batch prepared but never sent back in the log.
+      // Normally nothing is left here. After a failure (or an abort between two requests),
+      // stop a request still out, and put back in the log what this round still holds: a
+      // batch prepared but never sent, or one sent ahead whose answer it will not apply.
       if (ahead !== undefined) leftBehind.abort()
-      if (prepared !== undefined) store.outbox.release(prepared)
+      const held = store.outbox.inFlight
+      if (held !== undefined && taken.has(held)) store.outbox.release(held)
     }
 
     if (resync !== undefined) {

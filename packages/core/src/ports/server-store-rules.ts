@@ -312,10 +312,10 @@ export interface PushPlan<C extends StoreCollection> {
    * its outbox, not yet the previous push's own. A crash in between replays those, and
    * they must still be recognized. A backup-restored device that replays an older one gets
    * `lsn_reused`, which is safe (see `ServerStore` S2). Keeps about two batches of hashes
-   * per replica. `undefined` for an empty push.
+   * per replica. `undefined` for a push with no new op.
    */
   readonly forgetBelowLsn: number | undefined
-  /** This push's first LSN (an empty push: the previous one's), for the next push's state. */
+  /** This push's first LSN (with no new op: the previous one's), for the next push's state. */
   readonly firstLsn: number
 }
 
@@ -479,8 +479,10 @@ export function planPush<C extends StoreCollection>(
       results.push({ ...base, outcome: resolution.outcome, seq })
     }
   }
-  const firstOp = ops[0]
   const lastOp = ops[ops.length - 1]
+  // A push of replays only (a request delivered twice, a device replaying after a crash)
+  // proves nothing new about the device's outbox: it moves nothing.
+  const firstLsn = opHashes.length > 0 ? ops[0]?.lsn : undefined
   return {
     results,
     writes,
@@ -491,10 +493,10 @@ export function planPush<C extends StoreCollection>(
     head,
     appliedThroughLsn: Math.max(appliedLsn, lastOp?.lsn ?? 0),
     forgetBelowLsn:
-      firstOp === undefined
+      firstLsn === undefined
         ? undefined
-        : Math.min(firstOp.lsn, state.lastPushFirstLsn),
-    firstLsn: firstOp?.lsn ?? state.lastPushFirstLsn,
+        : Math.min(firstLsn, state.lastPushFirstLsn),
+    firstLsn: firstLsn ?? state.lastPushFirstLsn,
   }
 }
 
