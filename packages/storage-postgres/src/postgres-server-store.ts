@@ -503,7 +503,8 @@ export class PostgresServerStore implements ServerStore {
         `INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)
          VALUES ($1, $2, $3, 0, $4, $5)
          ON CONFLICT (replica_id) DO UPDATE SET
-           ack_cursor = excluded.ack_cursor, last_seen_ms = excluded.last_seen_ms`,
+           ack_cursor = GREATEST(vs_replicas.ack_cursor, excluded.ack_cursor),
+           last_seen_ms = excluded.last_seen_ms`,
         [replicaId, replica.deviceId, replica.epoch, cursor, nowMs],
       )
     })

@@ -1012,7 +1012,8 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO vs_replicas (replica_id, device_id, epoch, applied_lsn, ack_cursor, last_seen_ms)
        VALUES (?, ?, ?, 0, ?, ?)
        ON CONFLICT (replica_id) DO UPDATE SET
-         ack_cursor = excluded.ack_cursor, last_seen_ms = excluded.last_seen_ms`,
+         ack_cursor = max(ack_cursor, excluded.ack_cursor),
+         last_seen_ms = excluded.last_seen_ms`,
     ),
     selectMinActiveAck: db.prepare(
       'SELECT min(ack_cursor) AS minAck FROM vs_replicas WHERE last_seen_ms >= ?',

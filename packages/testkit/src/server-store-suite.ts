@@ -671,7 +671,7 @@ export function describeServerStore(
       })
     })
 
-    it(`${name}: S2/S7 replicaProgress reports each replica's applied LSN and acknowledged cursor (0 before any)`, async () => {
+    it(`${name}: S2/S7 replicaProgress reports each replica's applied LSN and highest acknowledged cursor (0 before any)`, async () => {
       const none = { appliedLsn: 0, ackedCursor: 0 }
       expect(await store.replicaProgress(DEVICE_A)).toEqual(none)
       await store.push(DEVICE_A, [a.put('a1', 1), a.put('a2', 2)])
@@ -683,6 +683,12 @@ export function describeServerStore(
       expect(await store.replicaProgress(DEVICE_A)).toEqual({
         appliedLsn: 2,
         ackedCursor: 1,
+      })
+      await store.ack(DEVICE_A, 2)
+      await store.ack(DEVICE_A, 1) // a late duplicate of an older ack
+      expect(await store.replicaProgress(DEVICE_A)).toEqual({
+        appliedLsn: 2,
+        ackedCursor: 2,
       })
       await store.ack(DEVICE_B, 2) // acknowledged without pushing
       expect(await store.replicaProgress(DEVICE_B)).toEqual({

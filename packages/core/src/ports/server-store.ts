@@ -219,7 +219,8 @@ export interface CheckCursorOptions {
  *    (the answer to its first push was lost) once tombstones were collected.
  *
  * 7. **S7 Acks and tombstone retention.** `ack` records the replica's cursor (at most the
- *    head) and when it was last seen; `push` also marks the replica seen. `collectGarbage`
+ *    head; a lower one than recorded, such as a late duplicate request, leaves it as it
+ *    is) and when it was last seen; `push` also marks the replica seen. `collectGarbage`
  *    removes every tombstone whose seq is at or below the smallest acked cursor of the
  *    replicas seen within `retentionMs`, and every tombstone older than `retentionMs`;
  *    the horizon becomes the highest removed seq (it never goes down). Live documents are
