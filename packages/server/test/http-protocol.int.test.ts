@@ -664,6 +664,26 @@ describe('bad input: right status and code, store unchanged (DESIGN 7)', () => {
       'malformed_body',
     ],
     [
+      // The digest is checked before anything is parsed or un-gzipped.
+      'malformed JSON under a wrong digest',
+      () =>
+        post('/v1/sync', utf8('{"protocol":1,'), {
+          digest: contentDigestHeader(utf8('something else'), sha256),
+        }),
+      400,
+      'digest_mismatch',
+    ],
+    [
+      'broken gzip under a wrong digest',
+      () =>
+        post('/v1/sync', utf8('not gzip at all'), {
+          contentEncoding: 'gzip',
+          digest: contentDigestHeader(utf8('something else'), sha256),
+        }),
+      400,
+      'digest_mismatch',
+    ],
+    [
       'an oversize body',
       () => post('/v1/sync', new Uint8Array(MAX_BODY + 1).fill(0x20)),
       413,

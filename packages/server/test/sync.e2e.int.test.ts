@@ -536,6 +536,45 @@ describe('sync over HTTP', () => {
     },
   )
 
+  it.each([
+    ['its first byte (it no longer decodes)', 0],
+    ['a byte in the middle (it still decodes)', 0.5],
+  ])(
+    'I7: a sync answer with %s altered in transit is refused, and nothing is applied',
+    async (_, where) => {
+      const b = await device('beta')
+      b.store.putMany(
+        'notes',
+        [1, 2, 3].map((i) => ({ id: `c${i}`, vector: vec(i) })),
+      )
+      await b.sync.sync()
+      const token = createToken()
+      await serverStore.createDeviceToken('gamma', hashToken(token))
+      const store = LocalStore.open({ path: join(dir, 'gamma.db') })
+      opened.push(store)
+      const altering = async (request: Request): Promise<Response> => {
+        const headers = new Headers(request.headers)
+        headers.set('accept-encoding', 'identity')
+        const answer = await fetch(new Request(request, { headers }))
+        const body = new Uint8Array(await answer.arrayBuffer())
+        if (new URL(request.url).pathname === '/v1/sync')
+          body[Math.floor((body.length - 1) * where)]! ^= 0xff
+        return new Response(body, {
+          status: answer.status,
+          headers: answer.headers,
+        })
+      }
+      const client = new SyncClient(store, {
+        transport: new HttpTransport({ url, token, fetch: altering }),
+      })
+      await expect(client.sync()).rejects.toMatchObject({
+        code: 'digest_mismatch',
+      })
+      expect(store.syncCursor).toBe(0)
+      expect(store.listCollections()).toEqual([])
+    },
+  )
+
   it('I5: a device older than the tombstone horizon resyncs and keeps its unpushed writes', async () => {
     const a = await device('alpha')
     const b = await device('beta')
