@@ -795,11 +795,33 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
   )
   app.onError((error, c) => respondError(c.req.raw, error, 'json'))
 
-  // `incoming` is Node's request when @hono/node-server serves (see readCheckedBody).
-  const serve = async (request: Request, env?: object): Promise<Response> => {
-    const response = await app.fetch(request, env)
+  /** The last word on every answer: a closing server asks clients to reconnect. */
+  const closingAware = (response: Response): Response => {
     if (closing) response.headers.set('connection', 'close')
     return response
+  }
+
+  // `incoming` is Node's request when @hono/node-server serves (see readCheckedBody).
+  const serve = async (request: Request, env?: object): Promise<Response> => {
+    const incoming = (env as { incoming?: unknown } | undefined)?.incoming
+    // Node lets requests without Host through (see listen) so that they get a protocol
+    // error body; the adapter refuses those in origin form, this the rest (RFC 9112 3.2).
+    if (
+      incoming instanceof IncomingMessage &&
+      incoming.httpVersion === '1.1' &&
+      incoming.headers.host === undefined
+    ) {
+      return closingAware(
+        await respondError(
+          request,
+          invalidArgument(
+            'bad request: an HTTP/1.1 request needs a Host header',
+          ),
+          'json',
+        ),
+      )
+    }
+    return closingAware(await app.fetch(request, env))
   }
 
   return {
@@ -810,13 +832,15 @@ export function createSyncServer(options: SyncServerOptions): SyncServer {
           overrideGlobalObjects: false,
           // The adapter throws before any handler runs when it cannot build the request's
           // URL (a missing or malformed Host header): still a protocol error body.
-          errorHandler: (error) =>
-            respondError(
-              undefined,
-              error instanceof Error && error.name === 'RequestError'
-                ? invalidArgument(`bad request: ${error.message}`)
-                : error,
-              'json',
+          errorHandler: async (error) =>
+            closingAware(
+              await respondError(
+                undefined,
+                error instanceof Error && error.name === 'RequestError'
+                  ? invalidArgument(`bad request: ${error.message}`)
+                  : error,
+                'json',
+              ),
             ),
         })
         // A request without Host reaches the adapter too, rather than Node's bare 400.

@@ -167,14 +167,22 @@ async function get(
   return reply(await fetch(`${base}${path}`, { headers }))
 }
 
-/** A GET with the Host header as given (none for `undefined`), which fetch cannot send. */
-function getWithHost(path: string, host: string | undefined): Promise<Reply> {
+/**
+ * A GET with the Host header as given (none for `undefined`), which fetch cannot send; its
+ * request target in absolute form (`http://…/path`) with `absolute`.
+ */
+function getWithHost(
+  path: string,
+  host: string | undefined,
+  absolute = false,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const request = httpRequest(
       `${base}${path}`,
       {
         setHost: false,
         headers: host === undefined ? {} : { host },
+        ...(absolute ? { path: `${base}${path}` } : {}),
       },
       (response) => {
         const chunks: Buffer[] = []
@@ -818,6 +826,12 @@ describe('bad input: right status and code, store unchanged (DESIGN 7)', () => {
     [
       'no Host header',
       () => getWithHost('/v1/health', undefined),
+      400,
+      'invalid_argument',
+    ],
+    [
+      'no Host header, with an absolute request target',
+      () => getWithHost('/v1/health', undefined, true),
       400,
       'invalid_argument',
     ],

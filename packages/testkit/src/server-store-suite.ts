@@ -523,6 +523,27 @@ export function describeServerStore(
       expect(await observe(store)).toEqual(before)
     })
 
+    it(`${name}: S2 replays cut into other batches after a restart still replay as duplicate`, async () => {
+      const ops = Array.from({ length: 14 }, (_, i) =>
+        a.put(`d${i + 1}`, i + 1),
+      )
+      const outcomes = async (batch: PushOp[]) =>
+        (await store.push(DEVICE_A, batch)).results.map((r) => r.outcome)
+      await store.push(DEVICE_A, ops.slice(0, 7))
+      await store.push(DEVICE_A, ops.slice(7, 14))
+      // After a crash the device compacts (LSN 5 was superseded) and cuts its batches
+      // anew: one of replays only, then the next, with a new write, before the first's
+      // confirm is on disk; then another crash.
+      const replays = [...ops.slice(0, 4), ...ops.slice(5, 8)]
+      expect(await outcomes(replays)).toEqual(Array(7).fill('duplicate'))
+      const mixed = [...ops.slice(8, 14), a.put('d15', 15)]
+      expect(await outcomes(mixed)).toEqual([
+        ...Array<string>(6).fill('duplicate'),
+        'applied',
+      ])
+      expect(await outcomes(replays)).toEqual(Array(7).fill('duplicate'))
+    })
+
     it(`${name}: S2 the same LSN with different content is lsn_reused and stores nothing`, async () => {
       const batch = [a.put('x', 1), a.put('y', 2), a.put('z', 3)]
       await store.push(DEVICE_A, batch)

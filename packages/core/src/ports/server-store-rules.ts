@@ -315,7 +315,10 @@ export interface PushPlan<C extends StoreCollection> {
    * per replica. `undefined` for a push with no new op.
    */
   readonly forgetBelowLsn: number | undefined
-  /** This push's first LSN (with no new op: the previous one's), for the next push's state. */
+  /**
+   * The first LSN to record as this replica's latest push: this push's, or with no new op
+   * the lower of this push's and the previous one's.
+   */
   readonly firstLsn: number
 }
 
@@ -479,10 +482,13 @@ export function planPush<C extends StoreCollection>(
       results.push({ ...base, outcome: resolution.outcome, seq })
     }
   }
+  const firstOp = ops[0]
   const lastOp = ops[ops.length - 1]
   // A push of replays only (a request delivered twice, a device replaying after a crash)
-  // proves nothing new about the device's outbox: it moves nothing.
-  const firstLsn = opHashes.length > 0 ? ops[0]?.lsn : undefined
+  // proves nothing about the device's outbox, so it forgets nothing; and as the device may
+  // still lack its confirm, it counts as the latest push only when it starts lower (after
+  // a restart the device's batches may be cut differently from the first time).
+  const proves = firstOp !== undefined && opHashes.length > 0
   return {
     results,
     writes,
@@ -492,11 +498,12 @@ export function planPush<C extends StoreCollection>(
     ),
     head,
     appliedThroughLsn: Math.max(appliedLsn, lastOp?.lsn ?? 0),
-    forgetBelowLsn:
-      firstLsn === undefined
-        ? undefined
-        : Math.min(firstLsn, state.lastPushFirstLsn),
-    firstLsn: firstLsn ?? state.lastPushFirstLsn,
+    forgetBelowLsn: proves
+      ? Math.min(firstOp.lsn, state.lastPushFirstLsn)
+      : undefined,
+    firstLsn: proves
+      ? firstOp.lsn
+      : Math.min(firstOp?.lsn ?? Infinity, state.lastPushFirstLsn),
   }
 }
 
