@@ -108,7 +108,9 @@ const transport: SyncTransport = {
   },
   ack: (request, options) => http.ack(request, options),
 }
-const client = new SyncClient(store, { transport })
+// Small batches make rounds of several pushes, so that kills also land between a batch
+// sent ahead and the confirm of the one answered before it.
+const client = new SyncClient(store, { transport, maxOpsPerPush: 4 })
 
 const versionOf = (
   collection: string,
