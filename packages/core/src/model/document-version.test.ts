@@ -20,7 +20,90 @@ const base: DocumentVersion = {
 const hash = (v: DocumentVersion, dtype: 'float32' | 'float64' = 'float32') =>
   Buffer.from(hashDocumentVersion(v, dtype, sha256)).toString('hex')
 
+/** Bytes written field by field, as the layout in `encodeDocumentVersion`'s doc spells it. */
+class LayoutWriter {
+  readonly #bytes: number[] = []
+  u8(value: number): this {
+    this.#bytes.push(value)
+    return this
+  }
+  u32(value: number): this {
+    const view = new DataView(new ArrayBuffer(4))
+    view.setUint32(0, value, true)
+    this.#bytes.push(...new Uint8Array(view.buffer))
+    return this
+  }
+  f32(value: number): this {
+    const view = new DataView(new ArrayBuffer(4))
+    view.setFloat32(0, value, true)
+    this.#bytes.push(...new Uint8Array(view.buffer))
+    return this
+  }
+  f64(value: number): this {
+    const view = new DataView(new ArrayBuffer(8))
+    view.setFloat64(0, value, true)
+    this.#bytes.push(...new Uint8Array(view.buffer))
+    return this
+  }
+  text(value: string): this {
+    const utf8 = new TextEncoder().encode(value)
+    this.u32(utf8.length)
+    this.#bytes.push(...utf8)
+    return this
+  }
+  done(): Uint8Array {
+    return new Uint8Array(this.#bytes)
+  }
+}
+
 describe('canonical document encoding', () => {
+  // Hashes are stored on every replica and compared across versions of VeloSync: the
+  // bytes must follow the documented layout exactly, not merely be deterministic.
+  it('writes the documented layout, byte for byte, for a live version and a tombstone', () => {
+    const live: DocumentVersion = {
+      id: 'doc-é',
+      deleted: false,
+      vector: new Float32Array([1.5, -2]),
+      metadataJson: '{"a":1}',
+      versionVector: { 'r2.e': 3, 'r1.e': 1, 'r3.e': 0 },
+      hlc: { wallMs: 1_700_000_000_123, counter: 7 },
+      origin: 'r1.e',
+    }
+    const tail = (writer: LayoutWriter) =>
+      writer
+        .u32(2)
+        .text('r1.e')
+        .f64(1)
+        .text('r2.e')
+        .f64(3)
+        .f64(1_700_000_000_123)
+        .u32(7)
+        .text('r1.e')
+        .done()
+    expect(encodeDocumentVersion(live, 'float32')).toEqual(
+      tail(
+        new LayoutWriter()
+          .u8(1)
+          .u8(0)
+          .text('doc-é')
+          .u8(1)
+          .u32(2)
+          .f32(1.5)
+          .f32(-2)
+          .text('{"a":1}'),
+      ),
+    )
+    const tombstone: DocumentVersion = {
+      ...live,
+      deleted: true,
+      vector: null,
+      metadataJson: null,
+    }
+    expect(encodeDocumentVersion(tombstone, 'float32')).toEqual(
+      tail(new LayoutWriter().u8(1).u8(1).text('doc-é')),
+    )
+  })
+
   it('is deterministic and independent of metadata key and vector-entry order', () => {
     const reordered: DocumentVersion = {
       ...base,
