@@ -75,7 +75,16 @@ if (processRuns > 0 && only === undefined) {
         scenario,
         seed,
         runs: processRuns,
-        onRun: (report) => injected.push(report),
+        onRun: (report) => {
+          injected.push(report)
+          // Kill timing is not reproducible from the seed: say what went wrong now.
+          if (report.figures.problems.length > 0)
+            process.stderr.write(
+              `\n${scenario}: run ${report.seed} failed (kills ${JSON.stringify(report.kills)}, ` +
+                `proxy faults ${JSON.stringify(report.proxyFaults)}):\n` +
+                `${report.figures.problems.map((p) => `  ${p}`).join('\n')}\n`,
+            )
+        },
       }),
     )
     processDetails.push(
