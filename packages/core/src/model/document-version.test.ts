@@ -28,20 +28,17 @@ class LayoutWriter {
     return this
   }
   u32(value: number): this {
-    const view = new DataView(new ArrayBuffer(4))
-    view.setUint32(0, value, true)
-    this.#bytes.push(...new Uint8Array(view.buffer))
-    return this
+    return this.#littleEndian(4, (view) => view.setUint32(0, value, true))
   }
   f32(value: number): this {
-    const view = new DataView(new ArrayBuffer(4))
-    view.setFloat32(0, value, true)
-    this.#bytes.push(...new Uint8Array(view.buffer))
-    return this
+    return this.#littleEndian(4, (view) => view.setFloat32(0, value, true))
   }
   f64(value: number): this {
-    const view = new DataView(new ArrayBuffer(8))
-    view.setFloat64(0, value, true)
+    return this.#littleEndian(8, (view) => view.setFloat64(0, value, true))
+  }
+  #littleEndian(size: number, write: (view: DataView) => void): this {
+    const view = new DataView(new ArrayBuffer(size))
+    write(view)
     this.#bytes.push(...new Uint8Array(view.buffer))
     return this
   }
