@@ -289,6 +289,36 @@ describe('sync over HTTP', () => {
     expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('I3: a replay cut into two pushes still brings the version its first answer skipped', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    a.store.putMany(
+      'notes',
+      [0, 1, 2, 3].map((i) => ({ id: `x${i}`, vector: vec(i) })),
+    )
+    const flaky = new SyncClient(a.store, {
+      transport: losingFirstPushAnswer(a.transport),
+    })
+    await expect(flaky.sync()).rejects.toThrow(/connection reset/)
+    // B writes x3 without having seen A's: a conflict, and a merged version at a new seq.
+    b.store.put('notes', { id: 'x3', vector: vec(9), metadata: { by: 'b' } })
+    expect((await b.sync.sync()).conflicts).toBe(1)
+    // A replays in smaller batches (as after a restart). The answer to the first pulls the
+    // merged x3 while A's write of it still waits in the second, so A skips it there.
+    const recut = new SyncClient(a.store, {
+      transport: a.transport,
+      maxOpsPerPush: 2,
+    })
+    const round = await recut.sync()
+    expect(round.requests).toBe(2)
+    expect(a.store.outbox.size).toBe(0)
+    const digest = await serverDigest()
+    expect(a.store.digest('notes')).toBe(digest)
+    expect(a.store.get('notes', 'x3')).toEqual(b.store.get('notes', 'x3'))
+    await b.sync.sync()
+    expect(b.store.digest('notes')).toBe(digest)
+  })
+
   it('I5: a device whose first answer was lost resyncs, so a delete collected meanwhile still reaches it', async () => {
     const a = await device('alpha')
     const b = await device('beta')

@@ -361,17 +361,17 @@ export class PostgresServerStore implements ServerStore {
         )
         for (const row of rows) recorded.set(row.lsn, row.op_hash)
       }
-      const fresh = prepared.filter((op) => op.lsn > appliedLsn)
+      // Replays too: a replay's answer carries the stored version when it changed since.
       const documents = new Map<string, DocumentRow>()
-      if (fresh.length > 0) {
+      if (prepared.length > 0) {
         const { rows } = await client.query<DocumentRow>(
           `SELECT d.collection_id, d.id, d.hash, d.effective_wall_ms, ${versionColumns('d.')}
            FROM vs_documents d
            JOIN unnest($1::int4[], $2::text[]) AS k (collection_id, id)
              ON d.collection_id = k.collection_id AND d.id = k.id`,
           [
-            fresh.map((op) => op.collection.collectionId),
-            fresh.map((op) => op.version.id),
+            prepared.map((op) => op.collection.collectionId),
+            prepared.map((op) => op.version.id),
           ],
         )
         for (const row of rows) {

@@ -544,6 +544,34 @@ export function describeServerStore(
       expect(await outcomes(replays)).toEqual(Array(7).fill('duplicate'))
     })
 
+    it(`${name}: S2 a replay whose document changed since carries the stored version`, async () => {
+      const pushed = [
+        a.put('x', 1, {}, { wallMs: 100 }),
+        a.put('y', 2, {}, { wallMs: 100 }),
+      ]
+      await store.push(DEVICE_A, pushed)
+      // B, not having seen A's x, writes it later: B wins, the merged version is stored.
+      const won = await store.push(DEVICE_B, [
+        b.put('x', 3, {}, { wallMs: 200 }),
+      ])
+      expect(won.results.map((r) => r.outcome)).toEqual(['conflict_won'])
+      const before = await observe(store)
+      // A lost the answer to its push, and a pull meanwhile brought x while A's write of
+      // it was still pending, so A skipped it: the replay's answer is the only way back.
+      const replay = await store.push(DEVICE_A, pushed)
+      expect(replay.results.map((r) => r.outcome)).toEqual([
+        'duplicate',
+        'duplicate',
+      ])
+      expect(content(replay.results[0]!.version)).toEqual(
+        content(won.results[0]!.version),
+      )
+      // y is still stored as A pushed it: nothing to send back (no echo).
+      expect(replay.results[1]!.version).toBeUndefined()
+      expect(replay.results.every((r) => r.seq === undefined)).toBe(true)
+      expect(await observe(store)).toEqual(before)
+    })
+
     it(`${name}: S2 the same LSN with different content is lsn_reused and stores nothing`, async () => {
       const batch = [a.put('x', 1), a.put('y', 2), a.put('z', 3)]
       await store.push(DEVICE_A, batch)

@@ -31,6 +31,7 @@ import { canonicalMetadataJson } from '../model/metadata.js'
 import { isValidatedFor } from '../model/validated-version.js'
 import { toStoredVector } from '../model/vector.js'
 import {
+  compareVersionVectors,
   counterOf,
   parseVersionVector,
   type VersionVector,
@@ -270,7 +271,7 @@ export interface PushState<C extends StoreCollection> {
   readonly lastPushFirstLsn: number
   /** The last seq handed out. */
   readonly head: Seq
-  /** The stored version of a document (before this push), or `undefined`. */
+  /** The stored version (before this push) of a document that an op names, replays included; or `undefined`. */
   storedDocument(collection: C, id: string): StoredDocument | undefined
   /** The op hash recorded for this replica's `lsn`, or `undefined`. */
   recordedOpHash(lsn: number): Uint8Array | undefined
@@ -408,7 +409,21 @@ export function planPush<C extends StoreCollection>(
             '; nothing was stored: start a new epoch on the device (startNewEpoch) and push again',
         )
       }
-      results.push({ ...base, outcome: 'duplicate' })
+      // The device may have skipped a newer version of this document in a pull while the
+      // op was pending (its answer was lost): the answer to the replay carries the stored
+      // version when it is no longer the one pushed, or the device would never get it.
+      const stored =
+        touched.get(op.collection)?.get(id) ??
+        state.storedDocument(op.collection, id)
+      results.push(
+        stored === undefined ||
+          compareVersionVectors(
+            stored.version.versionVector,
+            op.version.versionVector,
+          ) === 'equal'
+          ? { ...base, outcome: 'duplicate' }
+          : { ...base, outcome: 'duplicate', version: stored.version },
+      )
       continue
     }
     opHashes.push({ lsn: op.lsn, opHash: op.opHash })
