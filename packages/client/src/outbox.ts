@@ -89,9 +89,10 @@ interface InFlight {
  * {@link release} on failure. Entries leave the log only in `confirm`. Entries in a
  * taken batch are never rewritten by compaction. At most two batches are in flight: the
  * one sent, and the next one, taken (`after` the first) while the first is at the server
- * and sent only once the first is confirmed. After a restart none is (the in-flight marks
- * live in memory), so a push cut off by a crash is simply sent again, and the server's
- * per-device LSN check makes that harmless.
+ * and sent once the server has applied all of the first, possibly before that is
+ * confirmed here. After a restart none is (the in-flight marks live in memory), so a push
+ * cut off by a crash is simply sent again, and the server's per-device LSN check makes
+ * that harmless (it recognizes replays of its latest two pushes).
  */
 export class Outbox {
   readonly #db: Database
@@ -176,8 +177,9 @@ export class Outbox {
    * Compacts, then takes the oldest `maxOps` entries with their document versions.
    *
    * @param options.after - the batch in flight, when the next one is taken while it is at
-   *   the server: the entries after it are taken instead. Send the new batch only after
-   *   `after` is confirmed in full; a partial confirm or a release of `after` releases it.
+   *   the server: the entries after it are taken instead. Send the new batch only once the
+   *   server has applied all of `after`; a partial confirm or a release of `after`
+   *   releases it.
    * @returns `undefined` when there is nothing to send.
    * @throws `busy` while a batch is in flight and `after` does not name it, or while two
    *   are.
@@ -235,10 +237,10 @@ export class Outbox {
     // From here on the server may commit these writes even if we never hear back, so
     // compaction must never again treat their documents as unknown to the server (a
     // later delete has to be sent). Persisted: the answer may be lost to a crash too.
-    // A batch taken after another is marked only when that one is confirmed, just before
-    // it can be sent: released unsent, it leaves no mark.
-    if (newest === undefined)
-      this.#markMaybeSent((ops[ops.length - 1] as OutboxOp).lsn)
+    // A batch taken after another is marked now too: it goes out once the server answered
+    // that one, before the confirm is on disk. Released unsent, it keeps the mark, which
+    // costs at most one delete per document that compaction could have dropped.
+    this.#markMaybeSent((ops[ops.length - 1] as OutboxOp).lsn)
     const batch: OutboxBatch = {
       id: this.#nextBatchId++,
       ops,
@@ -278,9 +280,6 @@ export class Outbox {
     const through = Math.min(upToLsn, batch.lastLsn)
     const removed = this.#statements.deleteThrough.run(through).changes
     this.#inFlight = through < batch.lastLsn ? [] : this.#inFlight.slice(1)
-    // The batch taken after this one may be sent from now on (see takeBatch).
-    const next = this.#inFlight[0]
-    if (next !== undefined) this.#markMaybeSent(next.batch.lastLsn)
     return removed
   }
 

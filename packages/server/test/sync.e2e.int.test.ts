@@ -486,8 +486,59 @@ describe('sync over HTTP', () => {
     expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('I2: the next batch goes out before the answer to the last is confirmed; a crash between replays both, once', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    a.store.putMany(
+      'notes',
+      Array.from({ length: 20 }, (_, i) => ({ id: `o${i}`, vector: vec(i) })),
+    )
+    const epoch = a.store.epoch
+    const logSizes: number[] = []
+    const answers: Promise<unknown>[] = []
+    const transport: SyncTransport = {
+      encodeAhead: (push) => a.transport.encodeAhead?.(push),
+      sync(request) {
+        if (request.push.length > 0) logSizes.push(a.store.outbox.size)
+        // Runs to the end even when the round stops waiting: the server gets it all.
+        const answer = a.transport.sync(request, {})
+        answers.push(answer.catch(() => undefined))
+        return answer
+      },
+      ack: (request, options) => a.transport.ack(request, options),
+    }
+    // The confirm of the first answer fails, as a crash before it reached the disk would.
+    const outbox = a.store.outbox
+    const confirm = outbox.confirm.bind(outbox)
+    outbox.confirm = () => {
+      outbox.confirm = confirm
+      throw new Error('power cut')
+    }
+    const client = new SyncClient(a.store, { transport, maxOpsPerPush: 7 })
+    await expect(client.sync()).rejects.toThrow(/power cut/)
+    await Promise.all(answers)
+    // The second batch was sent while the first was still in the log, and was applied.
+    expect(logSizes.slice(0, 2)).toEqual([20, 20])
+    expect(await serverStore.head()).toBe(14)
+    expect(outbox.size).toBe(20)
+    // Meanwhile B writes o10 (in the second batch) unaware of A's: a merged version. The
+    // answer to A's first replay brings it while A's o10 waits in the second, so A skips
+    // it there; the second replay's answer brings it back.
+    b.store.put('notes', { id: 'o10', vector: vec(99) })
+    expect((await b.sync.sync()).conflicts).toBe(1)
+
+    const again = await client.sync()
+    expect(again.pushed).toBe(20)
+    // Both replays were recognized (no lsn_reused, so no new epoch), and nothing doubled.
+    expect(a.store.epoch).toBe(epoch)
+    expect(await serverStore.head()).toBe(21)
+    expect(outbox.size).toBe(0)
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+    expect(a.store.get('notes', 'o10')).toEqual(b.store.get('notes', 'o10'))
+  })
+
   it.each(['an abort', 'a transport that throws'] as const)(
-    'a round stopped by %s during its second push leaves nothing taken',
+    'a round stopped by %s after a batch went out ahead leaves nothing taken',
     async (how) => {
       const a = await device('alpha')
       a.store.putMany(
@@ -513,7 +564,7 @@ describe('sync over HTTP', () => {
       }
       const client = new SyncClient(a.store, { transport, maxOpsPerPush: 7 })
       await expect(client.sync({ signal: stop.signal })).rejects.toThrow()
-      // The first batch was confirmed; the second is back in the log.
+      // The first batch was confirmed; the one sent ahead is back in the log.
       expect(a.store.outbox.inFlight).toBeUndefined()
       expect(a.store.outbox.size).toBe(13)
       expect((await a.sync.sync()).pushed).toBe(13)

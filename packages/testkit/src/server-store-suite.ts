@@ -511,8 +511,8 @@ export function describeServerStore(
       const second = [3, 4].map((i) => a.put(`d${i}`, i))
       await store.push(DEVICE_A, first)
       await store.push(DEVICE_A, second)
-      // After a crash a device sends again what it pushed but had not confirmed, and the
-      // push before is kept as a margin.
+      // A device sends a batch before its confirm of the answer to the one before is on
+      // disk; after a crash there, it sends that one again.
       const before = await observe(store)
       const outcomes = async (ops: PushOp[]) =>
         (await store.push(DEVICE_A, ops)).results.map((r) => r.outcome)

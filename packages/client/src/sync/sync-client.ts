@@ -526,7 +526,7 @@ export class SyncClient {
         ? leftBehind.signal
         : AbortSignal.any([signal, leftBehind.signal])
     // Async, so that every failure is a rejection of the request's promise, never a throw
-    // at the call (the call asking for a pull page ahead sits outside that handling).
+    // at the call (a call sending ahead sits outside the handling of failed requests).
     const send = async (
       batch: OutboxBatch | undefined,
       cursor: number,
@@ -552,11 +552,14 @@ export class SyncClient {
       }
       return await this.#transport.sync(request, { signal: requestSignal })
     }
-    // The next page of a pull, when it was requested before the page in hand was applied.
+    // The next request, when it was sent before the answer in hand was applied: the next
+    // page of a pull, or the next push batch (`aheadBatch`).
     let ahead: Promise<SyncResponse> | undefined
-    // The next push batch, taken while the previous one was at the server; sent only once
-    // that one is confirmed (one push in flight at a time).
+    // The next push batch, taken while the previous one was at the server; sent once that
+    // one is answered in full (one push in flight at a time).
     let prepared: OutboxBatch | undefined
+    // The batch that the request in `ahead` pushes, if it pushes.
+    let aheadBatch: OutboxBatch | undefined
     // Every batch this round took from the outbox.
     const taken = new WeakSet<OutboxBatch>()
     const take = (after?: OutboxBatch): OutboxBatch | undefined => {
@@ -573,7 +576,9 @@ export class SyncClient {
         signal?.throwIfAborted()
         const sentAhead = ahead
         ahead = undefined
-        const batch = sentAhead === undefined ? (prepared ?? take()) : undefined
+        const batch =
+          sentAhead === undefined ? (prepared ?? take()) : aheadBatch
+        aheadBatch = undefined
         prepared = undefined
         let response: SyncResponse
         try {
@@ -639,6 +644,21 @@ export class SyncClient {
           // Awaited by the next iteration; if this round fails first, its outcome is moot.
           ahead.catch(() => {})
           await letRequestOut()
+        } else if (
+          batch !== undefined &&
+          prepared !== undefined &&
+          response.appliedThroughLsn >= batch.lastLsn
+        ) {
+          // All of this push is in: send the next batch now, and confirm this one while the
+          // server works on that. Still one push in flight. A crash before this confirm is
+          // on disk sends this batch again after the next, and the server still tells
+          // both apart from new writes: it keeps the op hashes of the push before its
+          // latest (S2).
+          aheadBatch = prepared
+          prepared = undefined
+          ahead = send(aheadBatch, response.cursor)
+          ahead.catch(() => {})
+          await letRequestOut()
         }
         try {
           const { skipped } = store.applyServerUpdate({
@@ -659,11 +679,14 @@ export class SyncClient {
             ackCeiling = Math.min(ackCeiling, seqs[position]! - 1)
         } catch (error) {
           // The local transaction rolled back, the in-memory in-flight marks did not: the
-          // batch (or, once its confirm ran, the one prepared after it) would stay taken
-          // and wedge every later round with 'busy'. Whatever of this round's is still
+          // batch (or, once its confirm ran, the one prepared or sent after it) would stay
+          // taken and wedge every later round with 'busy'. Whatever of this round's is still
           // taken goes back to the log.
           const held = store.outbox.inFlight
-          if (held !== undefined && (held === batch || held === prepared))
+          if (
+            held !== undefined &&
+            (held === batch || held === prepared || held === aheadBatch)
+          )
             store.outbox.release(held)
           prepared = undefined
           throw error
@@ -719,8 +742,8 @@ export class SyncClient {
       }
     } finally {
       // Normally nothing is left here. After a failure (or an abort between two requests),
-      // stop a request still out, and put back in the log what this round still holds (a
-      // batch prepared but never sent, say).
+      // stop a request still out, and put back in the log what this round still holds: a
+      // batch prepared but never sent, or one sent ahead whose answer it will not apply.
       if (ahead !== undefined) leftBehind.abort()
       const held = store.outbox.inFlight
       if (held !== undefined && taken.has(held)) store.outbox.release(held)

@@ -308,11 +308,12 @@ export interface PushPlan<C extends StoreCollection> {
   /**
    * Op hashes of this replica below this LSN can be forgotten: the smaller of this push's
    * first LSN and the previous push's. A device sends its oldest pending entries first,
-   * one batch at a time, so a push proves that the entries before it left the outbox;
-   * the previous push's are kept anyway, a margin for a replay that a crash cut short
-   * (and that a device may cut into other batches). A backup-restored device that
-   * replays an older one gets `lsn_reused`, which is safe (see `ServerStore` S2). Keeps
-   * about two batches of hashes per replica. `undefined` for a push with no new op.
+   * and sends a batch once the previous one was answered, before its own confirm of that
+   * answer is on disk; so a push proves that the entries before the previous push left
+   * its outbox, not yet the previous push's own. A crash in between replays those, and
+   * they must still be recognized. A backup-restored device that replays an older one gets
+   * `lsn_reused`, which is safe (see `ServerStore` S2). Keeps about two batches of hashes
+   * per replica. `undefined` for a push with no new op.
    */
   readonly forgetBelowLsn: number | undefined
   /**

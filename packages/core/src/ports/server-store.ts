@@ -182,9 +182,9 @@ export interface CheckCursorOptions {
  *    nothing is stored: the device must call `startNewEpoch()` and push again under its new
  *    replica id. Ops above the applied LSN are new and are resolved by S3. A store may
  *    forget the hashes of LSNs below the first LSN of the push before a replica's latest:
- *    a device pushes its oldest pending entries first, one batch at a time, so it no
- *    longer holds those (the push before is kept as a margin for a replay that a crash
- *    cut short). A replay of such an LSN is then answered
+ *    a device pushes its oldest pending entries first, and sends a batch once the one
+ *    before was answered, so it no longer holds those (it may still hold the answered
+ *    one's, if a crash cut its confirm short). A replay of such an LSN is then answered
  *    with `lsn_reused`, which is safe: under a new epoch the same content is pushed again
  *    as new writes: nothing is lost, and the worst case is a newer version with the same
  *    content.

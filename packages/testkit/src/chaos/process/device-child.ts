@@ -108,8 +108,8 @@ const transport: SyncTransport = {
   },
   ack: (request, options) => http.ack(request, options),
 }
-// Small batches make rounds of several pushes, so that kills also land between them and
-// replays after a restart span several requests.
+// Small batches make rounds of several pushes, so that kills also land between a batch
+// sent ahead and the confirm of the one answered before it.
 const client = new SyncClient(store, { transport, maxOpsPerPush: 4 })
 
 const versionOf = (
