@@ -393,6 +393,8 @@ export function planPush<C extends StoreCollection>(
   const results: OpResult[] = []
   const writes: DocumentWrite<C>[] = []
   const opHashes: PushPlan<C>['opHashes'] = []
+  // Replays answered with the stored version: where in `results`, and the collection.
+  const replaysAnswered: { index: number; collection: C }[] = []
   for (const op of ops) {
     const { schema } = op.collection
     const id = op.version.id
@@ -413,18 +415,23 @@ export function planPush<C extends StoreCollection>(
       // The device may have skipped a newer version of this document in a pull while the
       // op was pending (its answer was lost): the answer to the replay carries the stored
       // version when it is no longer the one pushed, or the device would never get it.
-      const stored =
-        touched.get(op.collection)?.get(id) ??
-        state.storedDocument(op.collection, id)
-      results.push(
+      // (Replays precede new ops, so this is the version from before the push.)
+      const stored = state.storedDocument(op.collection, id)
+      if (
         stored === undefined ||
-          compareVersionVectors(
-            stored.version.versionVector,
-            op.version.versionVector,
-          ) === 'equal'
-          ? { ...base, outcome: 'duplicate' }
-          : { ...base, outcome: 'duplicate', version: stored.version },
-      )
+        compareVersionVectors(
+          stored.version.versionVector,
+          op.version.versionVector,
+        ) === 'equal'
+      ) {
+        results.push({ ...base, outcome: 'duplicate' })
+      } else {
+        replaysAnswered.push({
+          index: results.length,
+          collection: op.collection,
+        })
+        results.push({ ...base, outcome: 'duplicate', version: stored.version })
+      }
       continue
     }
     opHashes.push({ lsn: op.lsn, opHash: op.opHash })
@@ -496,6 +503,14 @@ export function planPush<C extends StoreCollection>(
       writes.push(write)
       results.push({ ...base, outcome: resolution.outcome, seq })
     }
+  }
+  // A new op of this push on a replayed document answers for it (its own result, or none
+  // when applied as pushed): the version from before the push would undo the device's
+  // newer write when the device applies the answer.
+  for (const { index, collection } of replaysAnswered) {
+    const { lsn, collection: name, id, outcome } = results[index]!
+    if (touched.get(collection)?.has(id) === true)
+      results[index] = { lsn, collection: name, id, outcome }
   }
   const firstOp = ops[0]
   const lastOp = ops[ops.length - 1]
