@@ -161,6 +161,11 @@ export interface ServerUpdate {
   readonly versions: ReadonlyArray<{
     readonly collection: string
     readonly version: DocumentVersion
+    /**
+     * Its place in the server's feed, if known. The stored cursor stays below the seq of
+     * a version skipped for an unpushed write (see `cursor`).
+     */
+    readonly seq?: number
   }>
   /** Specs of the collections named; collections this device lacks are created from them. */
   readonly collections?: readonly CollectionSchemaInput[]
@@ -169,7 +174,13 @@ export interface ServerUpdate {
     readonly batch: OutboxBatch
     readonly throughLsn: number
   }
-  /** The new pull cursor. */
+  /**
+   * The new pull cursor. Stored lower when a version with a `seq` is skipped: just below the
+   * lowest such seq. Until the unpushed write's answer arrives, that skipped version may be
+   * the device's only news of the document (a delete whose tombstone is later collected,
+   * say); a cursor below it makes the next pull bring it again, or makes the server ask for
+   * a resync once it is gone. The sync client stores the full cursor once its log is empty.
+   */
   readonly cursor?: number
   /**
    * `'deferred'`: commit without waiting for the disk (synchronous NORMAL for this one
@@ -803,14 +814,22 @@ export class LocalStore {
       }
       return schema
     }
-    const checked = update.versions.map(({ collection, version }, i) => ({
-      collection,
-      version: checkRemoteVersion(
-        schemaOf(collection),
-        version,
-        `versions[${i}]`,
-      ),
-    }))
+    const checked = update.versions.map(({ collection, version, seq }, i) => {
+      if (seq !== undefined && (!Number.isSafeInteger(seq) || seq < 1)) {
+        throw invalidArgument(
+          `versions[${i}].seq must be a positive integer, got ${describe(seq)}`,
+        )
+      }
+      return {
+        collection,
+        version: checkRemoteVersion(
+          schemaOf(collection),
+          version,
+          `versions[${i}]`,
+        ),
+        seq,
+      }
+    })
     if (
       update.cursor !== undefined &&
       (!Number.isSafeInteger(update.cursor) || update.cursor < 0)
@@ -827,6 +846,7 @@ export class LocalStore {
     >()
     let applied = 0
     const skipped: number[] = []
+    let cursor = update.cursor
     // Rows are written with multi-row statements; the prior row of each document comes from
     // one query per collection, and from `priors` once this update has written it.
     const documentRows = this.#documentRows
@@ -865,7 +885,7 @@ export class LocalStore {
             >()
             for (const [
               position,
-              { collection, version },
+              { collection, version, seq },
             ] of checked.entries()) {
               let state =
                 this.#collections.get(collection) ??
@@ -899,6 +919,8 @@ export class LocalStore {
                   version.id,
                 )
                 skipped.push(position)
+                if (cursor !== undefined && seq !== undefined)
+                  cursor = Math.min(cursor, seq - 1)
                 continue
               }
               let work = touched.get(state)
@@ -927,8 +949,8 @@ export class LocalStore {
                 state.collectionId,
               )
             }
-            if (update.cursor !== undefined)
-              this.#setStoreValue('cursor', String(update.cursor))
+            if (cursor !== undefined)
+              this.#setStoreValue('cursor', String(cursor))
             // Persist what the clock absorbed: after a restart a local write must still be
             // later than the versions it replaces.
             this.#persistClock()

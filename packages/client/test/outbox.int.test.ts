@@ -238,6 +238,39 @@ describe('LocalStore.applyRemoteVersions', () => {
     expect(store.count('docs')).toBe(0)
   })
 
+  test('a version with a seq skipped for a pending write holds the stored cursor below it', ({
+    store,
+  }) => {
+    store.put('docs', { id: 'x', vector: vec(1) }) // pending
+    expect(
+      store.applyServerUpdate({
+        versions: [
+          { collection: 'docs', version: remote('y', 1), seq: 5 },
+          { collection: 'docs', version: remote('x', 2), seq: 6 },
+          { collection: 'docs', version: remote('z', 3), seq: 7 },
+        ],
+        cursor: 9,
+      }),
+    ).toEqual({ applied: 2, skipped: [1] })
+    expect(store.syncCursor).toBe(5)
+    // Without a seq nothing says where the version sits in the feed: the cursor is stored.
+    store.applyServerUpdate({
+      versions: [{ collection: 'docs', version: remote('x', 4) }],
+      cursor: 12,
+    })
+    expect(store.syncCursor).toBe(12)
+    for (const seq of [0, 1.5, -2, Number.NaN]) {
+      expect(() =>
+        store.applyServerUpdate({
+          versions: [{ collection: 'docs', version: remote('w', 5), seq }],
+          cursor: 20,
+        }),
+      ).toThrow(/versions\[0\]\.seq must be a positive integer/)
+    }
+    expect(store.syncCursor).toBe(12)
+    expect(store.get('docs', 'w')).toBeUndefined()
+  })
+
   test('a deferred update is applied like any other', ({ store }) => {
     store.applyServerUpdate({
       versions: [{ collection: 'docs', version: remote('d', 1) }],

@@ -319,6 +319,51 @@ describe('sync over HTTP', () => {
     expect(b.store.digest('notes')).toBe(digest)
   })
 
+  it('I5: a version skipped for a write whose answer was lost holds the cursor, so a delete collected meanwhile still reaches the device', async () => {
+    const a = await device('alpha')
+    const b = await device('beta')
+    a.store.putMany(
+      'notes',
+      ['p0', 'p1', 'x'].map((id, i) => ({ id, vector: vec(i) })),
+    )
+    const flaky = new SyncClient(a.store, {
+      transport: losingFirstPushAnswer(a.transport),
+    })
+    await expect(flaky.sync()).rejects.toThrow(/connection reset/)
+    await b.sync.sync()
+    b.store.delete('notes', 'x')
+    await b.sync.sync()
+    const tombstoneSeq = await serverStore.head()
+    // A replays in two pushes: the first one's answer brings B's delete of x while A's
+    // replay of x waits in the second, whose answer is lost too.
+    let pushes = 0
+    const recut = new SyncClient(a.store, {
+      transport: afterFirstAnswer(
+        a.transport,
+        (request) => request.push.length > 0 && ++pushes === 2,
+        () => {
+          throw new Error('connection reset after the server committed')
+        },
+      ),
+      maxOpsPerPush: 2,
+    })
+    await expect(recut.sync()).rejects.toThrow(/connection reset/)
+    expect(a.store.get('notes', 'x')).toBeDefined()
+    expect(a.store.syncCursor).toBe(tombstoneSeq - 1)
+    // A stays away past the retention window: the tombstone goes. Its cursor, still below
+    // the tombstone, is below the collected horizon, so A rebuilds and drops x.
+    const gc = await serverStore.collectGarbage({
+      nowMs: Date.now() + 1000,
+      retentionMs: 0,
+    })
+    expect(gc.removedTombstones).toBe(1)
+    const round = await a.sync.sync()
+    expect(round.resynced).toBe(true)
+    expect(a.store.get('notes', 'x')).toBeUndefined()
+    expect(a.store.outbox.size).toBe(0)
+    expect(a.store.digest('notes')).toBe(await serverDigest())
+  })
+
   it('I5: a device whose first answer was lost resyncs, so a delete collected meanwhile still reaches it', async () => {
     const a = await device('alpha')
     const b = await device('beta')

@@ -511,11 +511,15 @@ export class SyncClient {
     let conflicts = 0
     let requests = 0
     let epochRenewed = false
-    // The ack must stay below a version skipped for an unpushed local write until that write
-    // has reached the server: a tombstone collected meanwhile would never meet it, and the
-    // delete would be lost without a conflict. A result without a seq holds at the start.
+    // A version skipped for an unpushed local write holds the stored cursor, and with it the
+    // ack, below it until that write has reached the server: until then the skipped version
+    // may be the device's only news of the document (the write's answer may be lost, and a
+    // crash may follow), and a tombstone collected meanwhile would never meet the write (the
+    // delete lost without a conflict). A result without a seq holds at the start. The pull
+    // goes on from `pullCursor` meanwhile.
     const startCursor = store.syncCursor
-    let ackCeiling = Number.POSITIVE_INFINITY
+    let pullCursor = startCursor
+    let cursorCeiling = Number.POSITIVE_INFINITY
     // During a full resync the cursor lives in memory until the end: a crash midway must
     // leave the old (too old) cursor, so the next round resyncs again and still prunes.
     let resync: { cursor: number; seen: Map<string, Set<string>> } | undefined
@@ -582,8 +586,7 @@ export class SyncClient {
         prepared = undefined
         let response: SyncResponse
         try {
-          const answer =
-            sentAhead ?? send(batch, resync?.cursor ?? store.syncCursor)
+          const answer = sentAhead ?? send(batch, resync?.cursor ?? pullCursor)
           if (batch !== undefined) {
             // Read the next batch while the server works on this one: on another machine
             // (or core) the two overlap. Awaited below; a failure meanwhile is handled there.
@@ -620,21 +623,18 @@ export class SyncClient {
         const versions: Array<{
           collection: string
           version: DocumentVersion
+          seq: number
         }> = []
-        const seqs: number[] = []
         for (const result of response.results) {
           if (result.version !== undefined) {
             versions.push({
               collection: result.collection,
               version: result.version,
+              seq: result.seq ?? startCursor + 1,
             })
-            seqs.push(result.seq ?? startCursor + 1)
           }
         }
-        for (const change of response.changes) {
-          versions.push(change)
-          seqs.push(change.seq)
-        }
+        for (const change of response.changes) versions.push(change)
         if (batch === undefined && response.hasMore) {
           // A pull page, and more wait: ask for the next one now, from the cursor this page
           // ends at, so the server reads and sends it while this one is applied. Nothing
@@ -667,7 +667,9 @@ export class SyncClient {
             ...(batch === undefined
               ? {}
               : { confirm: { batch, throughLsn: response.appliedThroughLsn } }),
-            ...(resync === undefined ? { cursor: response.cursor } : {}),
+            ...(resync === undefined
+              ? { cursor: Math.min(response.cursor, cursorCeiling) }
+              : {}),
             // A pull page with more to come need not wait for the disk: the round's last
             // commit does (FULL, and WAL order carries this one with it) before the ack
             // tells the server anything.
@@ -676,7 +678,8 @@ export class SyncClient {
               : {}),
           })
           for (const position of skipped)
-            ackCeiling = Math.min(ackCeiling, seqs[position]! - 1)
+            cursorCeiling = Math.min(cursorCeiling, versions[position]!.seq - 1)
+          pullCursor = response.cursor
         } catch (error) {
           // The local transaction rolled back, the in-memory in-flight marks did not: the
           // batch (or, once its confirm ran, the one prepared or sent after it) would stay
@@ -749,16 +752,17 @@ export class SyncClient {
       if (held !== undefined && taken.has(held)) store.outbox.release(held)
     }
 
-    if (resync !== undefined) {
-      store.removeAbsentDocuments(resync.seen)
-      store.applyServerUpdate({ versions: [], cursor: resync.cursor })
-    }
-    const cursor = store.syncCursor
+    if (resync !== undefined) store.removeAbsentDocuments(resync.seen)
     // An empty log means every write a skip waited for was pushed, and met what it skipped.
-    const acked =
-      store.outbox.size === 0 ? cursor : Math.min(cursor, ackCeiling)
+    const reached = Math.min(
+      resync?.cursor ?? pullCursor,
+      store.outbox.size === 0 ? Number.POSITIVE_INFINITY : cursorCeiling,
+    )
+    if (resync !== undefined || reached > store.syncCursor)
+      store.applyServerUpdate({ versions: [], cursor: reached })
+    const cursor = store.syncCursor
     await this.#transport.ack(
-      { epoch: store.epoch, cursor: acked },
+      { epoch: store.epoch, cursor },
       signal === undefined ? {} : { signal },
     )
     return {
