@@ -179,7 +179,7 @@ export interface ServerUpdate {
    * lowest such seq. Until the unpushed write's answer arrives, that skipped version may be
    * the device's only news of the document (a delete whose tombstone is later collected,
    * say); a cursor below it makes the next pull bring it again, or makes the server ask for
-   * a resync once it is gone. The sync client stores the full cursor once its log is empty.
+   * a resync once it is gone. The sync client stores the full cursor when its round ends.
    */
   readonly cursor?: number
   /**

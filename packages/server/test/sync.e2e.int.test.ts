@@ -364,6 +364,48 @@ describe('sync over HTTP', () => {
     expect(a.store.digest('notes')).toBe(await serverDigest())
   })
 
+  it('I5: a write made during a paged pull holds back the ack, not the cursor, once the round ends', async () => {
+    const a = await device('alpha')
+    a.store.putMany(
+      'notes',
+      [0, 1, 2, 3, 4, 5].map((i) => ({ id: `a${i}`, vector: vec(i) })),
+    )
+    await a.sync.sync()
+    const b = await device('beta')
+    const store = b.store
+    const client = new SyncClient(store, {
+      // The app edits a5 (on the last page) while the first page is on its way.
+      transport: afterFirstAnswer(
+        b.transport,
+        () => true,
+        () => {
+          store.put('notes', { id: 'a5', vector: vec(50) })
+        },
+      ),
+      pullLimit: 2,
+    })
+    const round = await client.sync()
+    expect(round.requests).toBe(3)
+    expect(store.outbox.size).toBe(1)
+    // Every request of the round was answered: the cursor is the head. The ack stays below
+    // a5's version until the edit has met it at the server.
+    expect(store.syncCursor).toBe(6)
+    const progress = await serverStore.replicaProgress({
+      deviceId: 'beta',
+      epoch: store.epoch,
+    })
+    expect(progress.ackedCursor).toBe(5)
+    await client.sync()
+    expect(
+      (
+        await serverStore.replicaProgress({
+          deviceId: 'beta',
+          epoch: store.epoch,
+        })
+      ).ackedCursor,
+    ).toBe(7)
+  })
+
   it('I5: a device whose first answer was lost resyncs, so a delete collected meanwhile still reaches it', async () => {
     const a = await device('alpha')
     const b = await device('beta')

@@ -511,12 +511,12 @@ export class SyncClient {
     let conflicts = 0
     let requests = 0
     let epochRenewed = false
-    // A version skipped for an unpushed local write holds the stored cursor, and with it the
-    // ack, below it until that write has reached the server: until then the skipped version
-    // may be the device's only news of the document (the write's answer may be lost, and a
-    // crash may follow), and a tombstone collected meanwhile would never meet the write (the
-    // delete lost without a conflict). A result without a seq holds at the start. The pull
-    // goes on from `pullCursor` meanwhile.
+    // A version skipped for an unpushed local write holds the stored cursor below it until
+    // the round ends: if the write's answer is lost (a failure, a crash), the skipped version
+    // may be the device's only news of the document, so the next round must pull it again.
+    // The ack stays below it until the write has reached the server: a tombstone collected
+    // meanwhile would never meet the write (the delete lost without a conflict). A result
+    // without a seq holds at the start. The pull goes on from `pullCursor` meanwhile.
     const startCursor = store.syncCursor
     let pullCursor = startCursor
     let cursorCeiling = Number.POSITIVE_INFINITY
@@ -753,16 +753,17 @@ export class SyncClient {
     }
 
     if (resync !== undefined) store.removeAbsentDocuments(resync.seen)
-    // An empty log means every write a skip waited for was pushed, and met what it skipped.
-    const reached = Math.min(
-      resync?.cursor ?? pullCursor,
-      store.outbox.size === 0 ? Number.POSITIVE_INFINITY : cursorCeiling,
-    )
-    if (resync !== undefined || reached > store.syncCursor)
+    // Every write this round sent was answered: what a skip waited for came back in that
+    // answer. A write still in the log was made during the round and is yet to be sent; it
+    // meets what it skipped when it is (the ack below keeps tombstones for it).
+    const reached = resync?.cursor ?? pullCursor
+    if (reached !== store.syncCursor)
       store.applyServerUpdate({ versions: [], cursor: reached })
     const cursor = store.syncCursor
+    const acked =
+      store.outbox.size === 0 ? cursor : Math.min(cursor, cursorCeiling)
     await this.#transport.ack(
-      { epoch: store.epoch, cursor },
+      { epoch: store.epoch, cursor: acked },
       signal === undefined ? {} : { signal },
     )
     return {
