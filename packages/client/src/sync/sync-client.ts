@@ -755,7 +755,10 @@ export class SyncClient {
     if (resync !== undefined) store.removeAbsentDocuments(resync.seen)
     // Every write this round sent was answered: what a skip waited for came back in that
     // answer. A write still in the log was made during the round and is yet to be sent; it
-    // meets what it skipped when it is (the ack below keeps tombstones for it).
+    // meets what it skipped when it is (the ack below keeps tombstones for it). Nothing on
+    // the server can be equal to or newer than a write never sent, so that push is applied
+    // or a conflict: it stores the document at a new seq, past this cursor, and a lost
+    // answer to it is caught up by a later pull (or, collected, by a resync).
     const reached = resync?.cursor ?? pullCursor
     if (reached !== store.syncCursor)
       store.applyServerUpdate({ versions: [], cursor: reached })
