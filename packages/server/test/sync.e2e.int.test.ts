@@ -125,15 +125,44 @@ function afterFirstAnswer(
   }
 }
 
-/** `transport`, but the answer to its first push is lost after the server committed it. */
-function losingFirstPushAnswer(transport: SyncTransport): SyncTransport {
+/** `transport`, but the answer to its `nth` push is lost after the server committed it. */
+function losingPushAnswer(transport: SyncTransport, nth = 1): SyncTransport {
+  let pushes = 0
   return afterFirstAnswer(
     transport,
-    (request) => request.push.length > 0,
+    (request) => request.push.length > 0 && ++pushes === nth,
     () => {
       throw new Error('connection reset after the server committed')
     },
   )
+}
+
+/** Device `alpha` with documents a0–a5, all pushed (seqs 1–6). */
+async function alphaWithSixPushed(): Promise<Device> {
+  const a = await device('alpha')
+  a.store.putMany(
+    'notes',
+    [0, 1, 2, 3, 4, 5].map((i) => ({ id: `a${i}`, vector: vec(i) })),
+  )
+  await a.sync.sync()
+  return a
+}
+
+/**
+ * A client for `d` that pulls in pages of two, while its app edits `id` (a new version
+ * of it) as soon as the answer to the round's first request arrives.
+ */
+function editingDuringPagedPull(d: Device, id: string): SyncClient {
+  return new SyncClient(d.store, {
+    transport: afterFirstAnswer(
+      d.transport,
+      () => true,
+      () => {
+        d.store.put('notes', { id, vector: vec(50) })
+      },
+    ),
+    pullLimit: 2,
+  })
 }
 
 function vec(seed: number): number[] {
@@ -274,7 +303,7 @@ describe('sync over HTTP', () => {
     const a = await device('alpha')
     const b = await device('beta')
     const flaky = new SyncClient(a.store, {
-      transport: losingFirstPushAnswer(a.transport),
+      transport: losingPushAnswer(a.transport),
     })
     a.store.put('notes', { id: 'x', vector: vec(1), metadata: { n: 1 } })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
@@ -297,7 +326,7 @@ describe('sync over HTTP', () => {
       [0, 1, 2, 3].map((i) => ({ id: `x${i}`, vector: vec(i) })),
     )
     const flaky = new SyncClient(a.store, {
-      transport: losingFirstPushAnswer(a.transport),
+      transport: losingPushAnswer(a.transport),
     })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
     // B writes x3 without having seen A's: a conflict, and a merged version at a new seq.
@@ -327,7 +356,7 @@ describe('sync over HTTP', () => {
       ['p0', 'p1', 'x'].map((id, i) => ({ id, vector: vec(i) })),
     )
     const flaky = new SyncClient(a.store, {
-      transport: losingFirstPushAnswer(a.transport),
+      transport: losingPushAnswer(a.transport),
     })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
     await b.sync.sync()
@@ -336,15 +365,8 @@ describe('sync over HTTP', () => {
     const tombstoneSeq = await serverStore.head()
     // A replays in two pushes: the first one's answer brings B's delete of x while A's
     // replay of x waits in the second, whose answer is lost too.
-    let pushes = 0
     const recut = new SyncClient(a.store, {
-      transport: afterFirstAnswer(
-        a.transport,
-        (request) => request.push.length > 0 && ++pushes === 2,
-        () => {
-          throw new Error('connection reset after the server committed')
-        },
-      ),
+      transport: losingPushAnswer(a.transport, 2),
       maxOpsPerPush: 2,
     })
     await expect(recut.sync()).rejects.toThrow(/connection reset/)
@@ -365,25 +387,11 @@ describe('sync over HTTP', () => {
   })
 
   it('I5: a write made during a paged pull holds back the ack, not the cursor, once the round ends', async () => {
-    const a = await device('alpha')
-    a.store.putMany(
-      'notes',
-      [0, 1, 2, 3, 4, 5].map((i) => ({ id: `a${i}`, vector: vec(i) })),
-    )
-    await a.sync.sync()
+    await alphaWithSixPushed()
     const b = await device('beta')
     const store = b.store
-    const client = new SyncClient(store, {
-      // The app edits a5 (on the last page) while the first page is on its way.
-      transport: afterFirstAnswer(
-        b.transport,
-        () => true,
-        () => {
-          store.put('notes', { id: 'a5', vector: vec(50) })
-        },
-      ),
-      pullLimit: 2,
-    })
+    // The app edits a5 (on the last page) while the first page is on its way.
+    const client = editingDuringPagedPull(b, 'a5')
     const round = await client.sync()
     expect(round.requests).toBe(3)
     expect(store.outbox.size).toBe(1)
@@ -407,32 +415,17 @@ describe('sync over HTTP', () => {
   })
 
   it('I5: a write made during a paged pull whose first answer is lost still learns of the delete it lost to, collected or not', async () => {
-    const a = await device('alpha')
-    a.store.putMany(
-      'notes',
-      [0, 1, 2, 3, 4, 5].map((i) => ({ id: `a${i}`, vector: vec(i) })),
-    )
-    await a.sync.sync()
+    await alphaWithSixPushed()
     // D's clock leads by an hour: its delete wins the conflict below.
     const d = await device('delta', 'msgpack', () => Date.now() + 3_600_000)
     await d.sync.sync()
     d.store.delete('notes', 'a5')
     await d.sync.sync()
     const b = await device('beta')
-    const paged = new SyncClient(b.store, {
-      transport: afterFirstAnswer(
-        b.transport,
-        () => true,
-        () => {
-          b.store.put('notes', { id: 'a5', vector: vec(50) })
-        },
-      ),
-      pullLimit: 2,
-    })
-    await paged.sync() // skips the tombstone of a5: the edit is pending
+    await editingDuringPagedPull(b, 'a5').sync() // skips the tombstone of a5: the edit is pending
     expect(b.store.outbox.size).toBe(1)
     const flaky = new SyncClient(b.store, {
-      transport: losingFirstPushAnswer(b.transport),
+      transport: losingPushAnswer(b.transport),
     })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
     const gc = await serverStore.collectGarbage({
@@ -453,7 +446,7 @@ describe('sync over HTTP', () => {
     const a = await device('alpha')
     const b = await device('beta')
     const flaky = new SyncClient(a.store, {
-      transport: losingFirstPushAnswer(a.transport),
+      transport: losingPushAnswer(a.transport),
     })
     a.store.put('notes', { id: 'x', vector: vec(1) })
     await expect(flaky.sync()).rejects.toThrow(/connection reset/)
